@@ -184,7 +184,10 @@ class VideoWriter:
         for key, value in self.metadata.items():
             output_params += ["-metadata", f"{key}={value}"]
         if self.audio_from is not None:
-            output_params += ["-shortest"]
+            # The video's length decides: `apad` extends an audio track that ends early with silence (without it,
+            # ffmpeg stops reading frames when the audio runs out and the pipe breaks), `-shortest` cuts one that is
+            # longer.
+            output_params += ["-af", "apad", "-shortest"]
         self._writer = imageio_ffmpeg.write_frames(
             str(self._partial_path),
             (width, height),
@@ -203,8 +206,12 @@ class VideoWriter:
         """Finishes the file and moves it into place. Raises `VideoError` if no frame was written."""
         if self._writer is None:
             raise VideoError(f"No frames were written to {self.path.name}.")
-        self._writer.close()
-        self._writer = None
+        writer, self._writer = self._writer, None
+        try:
+            writer.close()
+        except BaseException:  # ffmpeg failed while finishing: nothing usable to keep
+            self._partial_path.unlink(missing_ok=True)
+            raise
         os.replace(self._partial_path, self.path)
         return self.path
 
