@@ -9,6 +9,7 @@ upright as the file's rotation flag asks.
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +18,17 @@ from pathlib import Path
 
 import imageio_ffmpeg
 import numpy as np
+
+
+class _IntendedResize(logging.Filter):
+    """imageio-ffmpeg warns whenever the frames it yields differ in size from the stream; `read_frames` scales
+    them down on purpose (`max_side`), so that warning is noise in every log."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "is different from the source frame size" not in record.getMessage()
+
+
+logging.getLogger("imageio_ffmpeg").addFilter(_IntendedResize())
 
 # Longest side we decode at full size. Bigger videos (8K, or a corrupt header claiming a giant frame) are scaled
 # down by ffmpeg while decoding, so one frame never needs more than about 50 MB of memory.
