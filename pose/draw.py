@@ -51,8 +51,8 @@ HAND_EDGE_COLORS = np.array([colorsys.hsv_to_rgb(i / len(HAND_EDGES), 1.0, 1.0) 
 HAND_POINT_COLOR = np.array([0, 0, 255], dtype=np.float32)
 FACE_POINT_COLOR = np.array([255, 255, 255], dtype=np.float32)
 
-# DWPose multiplies the limb layer by 0.6 in float64 and truncates; a lookup table gives the same bytes
-# (170 becomes 101, not 102) several times faster.
+# DWPose multiplies the limb layer by 0.6 and truncates to uint8; a lookup table gives the same bytes several times
+# faster than the float multiply.
 LIMB_DIMMING = (np.arange(256) * 0.6).astype(np.uint8)
 DWPOSE_SHORT_SIDE = 512
 
