@@ -81,31 +81,35 @@ def fill_gaps(sequence: PoseSequence, max_gap: int) -> PoseSequence:
 
 
 def smooth_sequence(sequence: PoseSequence) -> PoseSequence:
-    """One-Euro filters every seen point over time; a point that disappears starts afresh when it comes back.
-
-    Works in frame heights, so the same settings suit any resolution. Expects one person per frame.
-    """
+    """One-Euro filters every seen point over time, forwards and backwards, and averages the two passes: the
+    clip is smoothed offline, so the backward pass cancels the forward one's lag. A point that disappears starts
+    afresh when it comes back. Works in frame heights, so the same settings suit any resolution. Expects one
+    person per frame."""
     points, present = _stack(sequence)
     seen = points[..., 2] > CONFIDENCE_THRESHOLD
     to_heights = np.array([sequence.width / sequence.height, 1.0], dtype=np.float32)
-    period = 1.0 / sequence.fps
+    positions = points[..., :2] * to_heights
+    forward = _one_euro(positions, seen, sequence.fps)
+    backward = _one_euro(positions[::-1], seen[::-1], sequence.fps)[::-1]
+    points[..., :2] = np.where(seen[..., None], (forward + backward) / 2 / to_heights, points[..., :2])
+    return replace(sequence, frames=_unstack(sequence, points, present))
+
+
+def _one_euro(positions: np.ndarray, seen: np.ndarray, fps: float) -> np.ndarray:
+    """One pass of the One-Euro filter over (frames, points, 2) positions; unseen points are left as they are."""
+    period = 1.0 / fps
     derivative_alpha = _alpha(DERIVATIVE_CUTOFF_HZ, period)
-    filtered = np.zeros(points.shape[1:2] + (2,), dtype=np.float32)  # (points, 2) in heights
-    velocity = np.zeros_like(filtered)  # heights per second
-    alive = np.zeros(points.shape[1], dtype=bool)
-    for index in range(len(points)):
-        position = points[index, :, :2] * to_heights
-        restart = seen[index] & ~alive
-        filtered[restart], velocity[restart] = position[restart], 0.0
-        update = seen[index] & alive
-        raw_velocity = (position[update] - filtered[update]) / period
+    filtered = positions.copy()
+    velocity = np.zeros_like(positions[0])
+    for index in range(1, len(positions)):
+        update = seen[index] & seen[index - 1]  # a point seen in the previous frame too; others restart
+        raw_velocity = (positions[index, update] - filtered[index - 1, update]) / period
         velocity[update] = derivative_alpha * raw_velocity + (1 - derivative_alpha) * velocity[update]
+        velocity[~update] = 0.0
         cutoff = MIN_CUTOFF_HZ + SPEED_COEFFICIENT * np.linalg.norm(velocity[update], axis=1)
         alpha = _alpha(cutoff, period)[:, None]
-        filtered[update] = alpha * position[update] + (1 - alpha) * filtered[update]
-        alive = seen[index]
-        points[index, alive, :2] = filtered[alive] / to_heights
-    return replace(sequence, frames=_unstack(sequence, points, present))
+        filtered[index, update] = alpha * positions[index, update] + (1 - alpha) * filtered[index - 1, update]
+    return filtered
 
 
 def _alpha(cutoff_hz: float | np.ndarray, period: float) -> float | np.ndarray:
