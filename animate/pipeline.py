@@ -103,8 +103,6 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         output_type: str,
         decode_chunk_size: int,
     ) -> None:
-        if not isinstance(reference_image, PIL.Image.Image | np.ndarray):
-            raise ValueError(f"reference_image must be a PIL image or an array, got {type(reference_image).__name__}")
         if len(pose_frames) == 0:
             raise ValueError("pose_frames is empty: give at least one skeleton frame")
         if not 1 <= num_frames <= len(pose_frames):
@@ -169,6 +167,8 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         timestep, {"latents": ...})` runs after every step; set `pipeline._interrupt = True` in it to stop.
         """
         # 1. Defaults and input checks
+        if not isinstance(reference_image, PIL.Image.Image | np.ndarray):
+            raise ValueError(f"reference_image must be a PIL image or an array, got {type(reference_image).__name__}")
         if isinstance(reference_image, np.ndarray):
             reference_image = PIL.Image.fromarray(reference_image)
         height = height or reference_image.height // self.vae_scale_factor * self.vae_scale_factor
