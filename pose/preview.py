@@ -67,10 +67,10 @@ def preview_on_character(image: np.ndarray, sequence: PoseSequence, index: int |
 
 
 def is_skeleton_video(path: str | os.PathLike) -> bool:
-    """Whether a video already shows skeletons (black background, vivid OpenPose colours), judged on a few frames
-    spread over the clip, so the app can use it as the driving poses without extracting them."""
+    """Whether a video already shows skeletons (black background, vivid OpenPose colours), judged on frames from
+    its first seconds, so the app can use it as the driving poses without extracting them."""
     info = probe_video(path)
-    stride = max(1, info.num_frames // SAMPLED_FRAMES)
+    stride = max(1, round(info.fps / 2))  # two frames a second: only the start of a long upload gets decoded
     votes = [
         _looks_like_skeleton(frame)
         for frame in read_frames(path, stride=stride, max_frames=SAMPLED_FRAMES, max_side=256)
