@@ -81,6 +81,7 @@ def _extract_one(video: Path, output: Path, args: argparse.Namespace) -> None:
     )
     if sequence.missing_frames:
         print(f"{video.name}: nobody found in {len(sequence.missing_frames)} frames: {sequence.missing_frames}")
+    output.parent.mkdir(parents=True, exist_ok=True)
     if args.align is not None:
         character = np.asarray(Image.open(args.align).convert("RGB"))
         detector = get_detector(sequence.backend, args.weights_dir, hands=not args.no_hands, face=not args.no_face)
