@@ -10,6 +10,7 @@ width by `min(width, height) / 512`: identical to DWPose at 512, and what the mo
 from __future__ import annotations
 
 import colorsys
+import math
 from collections.abc import Sequence
 
 import cv2
@@ -18,28 +19,25 @@ import numpy as np
 from .keypoints import BODY_LIMBS, CONFIDENCE_THRESHOLD, PoseFrame, PoseSequence
 
 # The OpenPose palette, RGB: joint i and limb i (in BODY_LIMBS order) take colour i.
-BODY_COLORS = np.array(
-    [
-        [255, 0, 0],
-        [255, 85, 0],
-        [255, 170, 0],
-        [255, 255, 0],
-        [170, 255, 0],
-        [85, 255, 0],
-        [0, 255, 0],
-        [0, 255, 85],
-        [0, 255, 170],
-        [0, 255, 255],
-        [0, 170, 255],
-        [0, 85, 255],
-        [0, 0, 255],
-        [85, 0, 255],
-        [170, 0, 255],
-        [255, 0, 255],
-        [255, 0, 170],
-        [255, 0, 85],
-    ],
-    dtype=np.float32,
+BODY_COLORS = (
+    (255, 0, 0),
+    (255, 85, 0),
+    (255, 170, 0),
+    (255, 255, 0),
+    (170, 255, 0),
+    (85, 255, 0),
+    (0, 255, 0),
+    (0, 255, 85),
+    (0, 255, 170),
+    (0, 255, 255),
+    (0, 170, 255),
+    (0, 85, 255),
+    (0, 0, 255),
+    (85, 0, 255),
+    (170, 0, 255),
+    (255, 0, 255),
+    (255, 0, 170),
+    (255, 0, 85),
 )
 # Hand edges in DWPose's order: for each finger (thumb first), wrist to knuckle, then joint to joint up to the tip.
 HAND_EDGES = tuple(
@@ -47,13 +45,14 @@ HAND_EDGES = tuple(
     for knuckle in (1, 5, 9, 13, 17)
     for edge in ((0, knuckle), (knuckle, knuckle + 1), (knuckle + 1, knuckle + 2), (knuckle + 2, knuckle + 3))
 )
-HAND_EDGE_COLORS = np.array([colorsys.hsv_to_rgb(i / len(HAND_EDGES), 1.0, 1.0) for i in range(len(HAND_EDGES))]) * 255
-HAND_POINT_COLOR = np.array([0, 0, 255], dtype=np.float32)
-FACE_POINT_COLOR = np.array([255, 255, 255], dtype=np.float32)
-
-# DWPose multiplies the limb layer by 0.6 and truncates to uint8; a lookup table gives the same bytes several times
-# faster than the float multiply.
-LIMB_DIMMING = (np.arange(256) * 0.6).astype(np.uint8)
+# Edge i takes hue i / 20 at full saturation and value; OpenCV rounds DWPose's float colours half to even, as
+# Python's round() does.
+HAND_EDGE_COLORS = tuple(
+    tuple(round(channel * 255) for channel in colorsys.hsv_to_rgb(edge / len(HAND_EDGES), 1.0, 1.0))
+    for edge in range(len(HAND_EDGES))
+)
+HAND_POINT_COLOR = (0, 0, 255)
+FACE_POINT_COLOR = (255, 255, 255)
 DWPOSE_SHORT_SIDE = 512
 
 
@@ -76,28 +75,23 @@ def draw_pose(
     height = height or frame.height
     canvas = np.zeros((height, width, 3), dtype=np.uint8)
     scale = min(width, height) / DWPOSE_SHORT_SIDE
-    size = np.array([width, height], dtype=np.float32)
+    to_pixels = np.array([width, height, 1], dtype=np.float32)
+    shaded = confidence_colors
 
     if body:
+        # Every limb first, then every joint on top, as DWPose layers them.
         for person in frame.people:
-            _draw_limbs(canvas, person.body[:, :2] * size, person.body[:, 2], scale, confidence_colors)
-        canvas = cv2.LUT(canvas, LIMB_DIMMING)
+            _draw_limbs(canvas, (person.body * to_pixels).tolist(), _radius(4, scale), shaded)
         for person in frame.people:
-            for joint, (x, y, confidence) in enumerate(person.body):
-                if confidence > CONFIDENCE_THRESHOLD:
-                    color = _shade(BODY_COLORS[joint], confidence, confidence_colors)
-                    cv2.circle(canvas, _pixel(x * width, y * height), _radius(4, scale), color, thickness=-1)
+            _draw_points(canvas, (person.body * to_pixels).tolist(), BODY_COLORS, _radius(4, scale), shaded)
     if hands:
         for person in frame.people:
             for hand in person.hands:
-                _draw_hand(canvas, hand[:, :2] * size, hand[:, 2], scale, confidence_colors)
+                _draw_hand(canvas, (hand * to_pixels).tolist(), scale, shaded)
     if face:
-        radius = _radius(3, scale)
         for person in frame.people:
-            for x, y, confidence in person.face:
-                if confidence > CONFIDENCE_THRESHOLD:
-                    color = _shade(FACE_POINT_COLOR, confidence, confidence_colors)
-                    cv2.circle(canvas, _pixel(x * width, y * height), radius, color, thickness=-1)
+            colors = (FACE_POINT_COLOR,) * len(person.face)
+            _draw_points(canvas, (person.face * to_pixels).tolist(), colors, _radius(3, scale), shaded)
     return canvas
 
 
@@ -141,40 +135,47 @@ class SkeletonFrames(Sequence):
         return draw_pose(self.sequence.frames[index], self.width, self.height, **self.parts)
 
 
-def _draw_limbs(canvas: np.ndarray, points: np.ndarray, confidence: np.ndarray, scale: float, shaded: bool) -> None:
-    thickness = _radius(4, scale)
+Point = list[float]  # x and y in pixels, confidence
+
+
+def _draw_limbs(canvas: np.ndarray, points: list[Point], thickness: int, shaded: bool) -> None:
+    """DWPose fills each limb's ellipse, then multiplies the whole layer by 0.6, truncating; limbs come first on
+    the black canvas, so filling them in the dimmed colour gives the same pixels without touching the rest."""
     for limb, (start, end) in enumerate(BODY_LIMBS):
-        weakest = min(confidence[start], confidence[end])
+        (x0, y0, confidence0), (x1, y1, confidence1) = points[start], points[end]
+        weakest = min(confidence0, confidence1)
         if weakest <= CONFIDENCE_THRESHOLD:
             continue
-        (x0, y0), (x1, y1) = points[start], points[end]
-        length = float(np.hypot(x1 - x0, y1 - y0))
-        angle = int(np.degrees(np.arctan2(y0 - y1, x0 - x1)))
+        length = math.hypot(x1 - x0, y1 - y0)
+        angle = int(math.degrees(math.atan2(y0 - y1, x0 - x1)))
         center = (int((x0 + x1) / 2), int((y0 + y1) / 2))
         polygon = cv2.ellipse2Poly(center, (int(length / 2), thickness), angle, 0, 360, 1)
-        cv2.fillConvexPoly(canvas, polygon, _shade(BODY_COLORS[limb], weakest, shaded))
+        dimmed = tuple(channel * 3 // 5 for channel in _shade(BODY_COLORS[limb], weakest, shaded))
+        cv2.fillConvexPoly(canvas, polygon, dimmed)
 
 
-def _draw_hand(canvas: np.ndarray, points: np.ndarray, confidence: np.ndarray, scale: float, shaded: bool) -> None:
-    seen = confidence > CONFIDENCE_THRESHOLD
+def _draw_points(
+    canvas: np.ndarray, points: list[Point], colors: tuple[tuple[int, int, int], ...], radius: int, shaded: bool
+) -> None:
+    for (x, y, confidence), color in zip(points, colors, strict=True):
+        if confidence > CONFIDENCE_THRESHOLD:
+            cv2.circle(canvas, (int(x), int(y)), radius, _shade(color, confidence, shaded), thickness=-1)
+
+
+def _draw_hand(canvas: np.ndarray, points: list[Point], scale: float, shaded: bool) -> None:
     for edge, (start, end) in enumerate(HAND_EDGES):
-        if seen[start] and seen[end]:
-            color = _shade(HAND_EDGE_COLORS[edge], min(confidence[start], confidence[end]), shaded)
-            cv2.line(canvas, _pixel(*points[start]), _pixel(*points[end]), color, thickness=_radius(2, scale))
-    radius = _radius(4, scale)
-    for (x, y), confidence_of_point, is_seen in zip(points, confidence, seen, strict=True):
-        if is_seen:
-            cv2.circle(canvas, _pixel(x, y), radius, _shade(HAND_POINT_COLOR, confidence_of_point, shaded), -1)
+        (x0, y0, confidence0), (x1, y1, confidence1) = points[start], points[end]
+        weakest = min(confidence0, confidence1)
+        if weakest > CONFIDENCE_THRESHOLD:
+            color = _shade(HAND_EDGE_COLORS[edge], weakest, shaded)
+            cv2.line(canvas, (int(x0), int(y0)), (int(x1), int(y1)), color, thickness=_radius(2, scale))
+    _draw_points(canvas, points, (HAND_POINT_COLOR,) * len(points), _radius(4, scale), shaded)
 
 
-def _shade(color: np.ndarray, confidence: float, shaded: bool) -> tuple[int, int, int]:
-    if shaded:
-        color = color * min(1.0, float(confidence))
-    return tuple(round(float(channel)) for channel in color)  # round half to even, as OpenCV converts colours
-
-
-def _pixel(x: float, y: float) -> tuple[int, int]:
-    return int(x), int(y)
+def _shade(color: tuple[int, int, int], confidence: float, shaded: bool) -> tuple[int, int, int]:
+    if not shaded:
+        return color
+    return tuple(round(channel * min(1.0, confidence)) for channel in color)
 
 
 def _radius(pixels_at_512: int, scale: float) -> int:

@@ -53,7 +53,7 @@ def test_confidence_colours_darken_unsure_points():
     plain = draw_pose(PoseFrame([person], 512, 512))
     shaded = draw_pose(PoseFrame([person], 512, 512), confidence_colors=True)
     np.testing.assert_array_equal(plain[100, 120], BODY_COLORS[R_ELBOW])
-    np.testing.assert_array_equal(shaded[100, 120], np.round(BODY_COLORS[R_ELBOW] * 0.5))
+    np.testing.assert_array_equal(shaded[100, 120], np.round(np.array(BODY_COLORS[R_ELBOW]) * 0.5))
     np.testing.assert_array_equal(shaded[100, 240], plain[100, 240])  # the neck-shoulder limb is sure
 
 
@@ -102,7 +102,7 @@ def test_drawing_reproduces_the_released_dwpose_skeleton_image(data_dir):
     height, width = reference.shape[:2]
     disc = cv2.circle(np.zeros((16, 16), np.uint8), (8, 8), 4, 1, thickness=-1)
     person = Person.empty()
-    for joint, color in enumerate(BODY_COLORS.astype(np.uint8)):
+    for joint, color in enumerate(np.array(BODY_COLORS, dtype=np.uint8)):
         mask = (reference == color).all(axis=2).astype(np.uint8)
         count, _, stats, centres = cv2.connectedComponentsWithStats(mask, connectivity=4)
         # Joints half-hidden under the hand or face dots, or sharing the hand points' blue, are skipped.
