@@ -47,7 +47,7 @@ def generate(pipeline, poses=POSES, reference=REFERENCE, seed=0, **options):
 def test_output_shapes_and_range(pipeline):
     output = generate(pipeline)
     assert output.frames.shape == (7, HEIGHT, WIDTH, 3) and output.frames.dtype == np.float32
-    assert 0.0 <= output.frames.min() and output.frames.max() <= 1.0 and output.frames.std() > 0.01
+    assert output.frames.min() >= 0.0 and output.frames.max() <= 1.0 and output.frames.std() > 0.01
     assert output.latents.shape == (1, 4, 7, HEIGHT // 8, WIDTH // 8)
     pil_frames = generate(pipeline, output_type="pil", num_frames=3).frames
     assert len(pil_frames) == 3 and pil_frames[0].size == (WIDTH, HEIGHT)
@@ -184,14 +184,16 @@ def test_check_inputs_rejects_empty_poses_and_bad_reference(pipeline):
         pipeline("character.png", POSES)
 
 
-@pytest.mark.parametrize(("frames", "context", "overlap"), [(1, 24, 4), (24, 24, 4), (25, 24, 4), (100, 24, 4), (97, 16, 8)])
+@pytest.mark.parametrize(
+    ("frames", "context", "overlap"), [(1, 24, 4), (24, 24, 4), (25, 24, 4), (100, 24, 4), (97, 16, 8)]
+)
 def test_context_windows_cover_every_frame_without_wrapping(frames, context, overlap):
     windows = context_windows(frames, context, overlap)
     assert sorted({frame for window in windows for frame in window}) == list(range(frames))
     for window in windows:
         assert window == list(range(window[0], window[0] + len(window)))  # consecutive: never wraps
         assert len(window) == min(context, frames) and window[-1] < frames
-    for previous, current in zip(windows, windows[1:]):
+    for previous, current in zip(windows, windows[1:], strict=False):
         assert previous[-1] - current[0] + 1 >= overlap  # neighbours overlap by at least `overlap`
 
 

@@ -1,0 +1,159 @@
+"""Command line: `python -m animate generate --image CHARACTER --video DRIVING -o OUT.mp4 [options]`.
+
+The driving video may be a raw video (poses are extracted and fitted to the character) or an already-extracted
+skeleton video; `--pose-video` gives a skeleton video separately, `--video` then only supplies fps and audio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+import pose
+from animate.checkpoints import CheckpointError
+from animate.device import select_device, select_dtype
+from animate.generate import (
+    SCHEDULERS,
+    GenerationSettings,
+    generate_video,
+    load_model,
+    model_defaults,
+    output_size,
+    prepare_skeletons,
+)
+from animate.weights import WEIGHTS_DIR, list_models
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m animate", description="Animate a character with a video.")
+    commands = parser.add_subparsers(dest="command", required=True)
+    generate = commands.add_parser("generate", help="character image + driving video -> animated mp4")
+    generate.add_argument("--image", type=Path, required=True, help="the character image")
+    generate.add_argument("--video", type=Path, help="driving video: raw, or an extracted skeleton video")
+    generate.add_argument("--pose-video", type=Path, help="an extracted skeleton video (then --video gives the audio)")
+    generate.add_argument("-o", "--output", type=Path, required=True, help="the mp4 to write (+ a .json sidecar)")
+    generate.add_argument("--model", help="a weights folder or a model name from the list (default: the best found)")
+    generate.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where downloaded weights live")
+    generate.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
+    generate.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
+    generate.add_argument("--frames", type=int, help="generate at most this many frames (default: the whole clip)")
+    generate.add_argument("--seed", type=int, default=-1, help="random seed (-1: random; the seed used is printed)")
+    generate.add_argument("--stride", type=int, default=1, help="use every n-th driving frame")
+    generate.add_argument("--resolution", type=int, help="short side of the output in pixels (default: the model's)")
+    generate.add_argument("--context-frames", type=int, default=24, help="frames per window (default: 24)")
+    generate.add_argument("--context-overlap", type=int, default=4, help="frames shared by windows (default: 4)")
+    generate.add_argument("--scheduler", default="ddim", choices=sorted(SCHEDULERS), help="sampler (default: ddim)")
+    generate.add_argument("--backend", default="auto", choices=["auto", *pose.BACKENDS], help="pose detector")
+    generate.add_argument("--align", default="global", choices=pose.ALIGN_MODES, help="fit of the skeleton")
+    generate.add_argument("--no-hands", action="store_true", help="leave the hands out of the skeleton")
+    generate.add_argument("--no-face", action="store_true", help="leave the face out of the skeleton")
+    generate.add_argument("--side-by-side", action="store_true", help="write character | skeleton | result")
+    generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+    generate.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    generate.add_argument("--offload", action="store_true", help="keep models on the CPU until used (small GPUs)")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    try:
+        return _generate(args)
+    except (ValueError, FileNotFoundError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+def _generate(args: argparse.Namespace) -> int:
+    if args.video is None and args.pose_video is None:
+        raise ValueError("Give a driving video with --video (raw or skeleton) or --pose-video.")
+    model = _find_model(args.model, args.weights_dir)
+    defaults = model_defaults(model)
+    settings = GenerationSettings(
+        steps=args.steps or defaults["steps"],
+        guidance=args.guidance if args.guidance is not None else defaults["guidance"],
+        seed=args.seed,
+        max_frames=args.frames,
+        stride=args.stride,
+        short_side=args.resolution or defaults["short_side"],
+        context_frames=args.context_frames,
+        context_overlap=args.context_overlap,
+        scheduler=args.scheduler,
+        backend=args.backend,
+        align=args.align,
+        hands=not args.no_hands,
+        face=not args.no_face,
+        side_by_side=args.side_by_side,
+    )
+    character = _read_image(args.image)
+    width, height = output_size(character.shape[1], character.shape[0], settings.short_side)
+
+    device = select_device(args.device)
+    dtype = select_dtype(device, args.precision)
+    print(f"Model: {model} on {device} ({str(dtype).removeprefix('torch.')})")
+    pipeline, model_files = load_model(model, device if not args.offload else "cpu", dtype)
+    if args.offload:
+        pipeline.enable_model_cpu_offload(device=device)
+
+    pipeline.set_progress_bar_config(disable=True)  # one progress line per stage instead
+    started = time.monotonic()
+    shown = {"stage": "", "time": 0.0}
+
+    def progress(fraction: float, message: str) -> None:
+        stage, now = message.split(":")[0], time.monotonic()
+        if stage == shown["stage"] and fraction < 1 and now - shown["time"] < 1.0:
+            return  # at most one update a second within a stage
+        print(("\n" if shown["stage"] and stage != shown["stage"] else "\r") + f"{message:<72}", end="", flush=True)
+        shown.update(stage=stage, time=now)
+
+    skeletons = prepare_skeletons(character, args.pose_video or args.video, width, height, settings, progress)
+    result = generate_video(
+        pipeline,
+        character,
+        skeletons,
+        args.output,
+        settings,
+        driving_video=args.video or args.pose_video,
+        model_name=str(model),
+        model_files=model_files,
+        progress=progress,
+    )
+    for warning in result.warnings:
+        print(f"\nwarning: {warning}", end="")
+    print(
+        f"\nWrote {result.path} ({result.frames} frames, {width}x{height}, {result.fps:g} fps, seed {result.seed}) "
+        f"in {time.monotonic() - started:.1f} s; settings in {result.path.with_suffix('.json')}"
+    )
+    return 0
+
+
+def _find_model(name: str | None, weights_dir: Path):
+    models = list_models(weights_dir)
+    if name is None:
+        if not models:
+            raise ValueError(
+                f"No usable model in {weights_dir}. Download the released weights with "
+                "`python -m animate.weights download`, or pass --model FOLDER."
+            )
+        return models[0]
+    by_name = {model.name: model for model in models}
+    if name in by_name:
+        return by_name[name]
+    if Path(name).is_dir():
+        return Path(name)
+    choices = ", ".join(by_name) or "none found"
+    raise ValueError(f"Unknown model {name!r}: give a weights folder or one of: {choices}.")
+
+
+def _read_image(path: Path) -> np.ndarray:
+    try:
+        with Image.open(path) as image:
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError) as error:
+        raise ValueError(f"Cannot read the character image {path}: {error}") from error
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,297 @@
+"""One generation job, as the CLI and the app run it: character image + driving video -> mp4 with its audio.
+
+    skeletons = prepare_skeletons(character, "dance.mp4", width, height, settings)   # extract + align, or decode
+    result = generate_video(pipeline, character, skeletons, "out.mp4", settings, driving_video="dance.mp4")
+
+The driving video may be a raw video (poses are extracted, followed, smoothed and fitted to the character through
+`pose/`) or an already-extracted skeleton video (used as it is, fitted into the frame). Frames are generated,
+decoded and written window by window, so a long video costs no more memory than a short one.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+import os
+import random
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNetMotionModel
+
+import pose
+from animate.checkpoints import RELEASED_FILES, load_released_pipeline
+from animate.export import export_video, generation_settings, side_by_side
+from animate.pipeline import AnimateAnyonePipeline, to_uint8
+from animate.unet import motion_max_frames
+from animate.weights import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+Progress = Callable[[float, str], None]  # (fraction done in [0, 1], what is happening)
+SCHEDULERS = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+
+
+class GenerationCancelled(Exception):
+    """The user cancelled the job; nothing was written."""
+
+
+@dataclass
+class GenerationSettings:
+    steps: int = 30  # denoising steps (the reference's default)
+    guidance: float = 3.5  # classifier-free guidance scale (the reference's default)
+    seed: int = -1  # -1: a random seed, reported in the result and the file's settings
+    max_frames: int | None = None  # cap on the generated frames; None: the whole driving clip
+    stride: int = 1  # take every n-th driving frame (the output's fps is divided accordingly)
+    short_side: int | None = None  # output resolution (the character's aspect is kept); None: the model's
+    context_frames: int = 24  # frames the motion modules see at once
+    context_overlap: int = 4  # frames shared by neighbouring windows
+    scheduler: str = "ddim"  # one of SCHEDULERS; all keep the model's trained noise schedule
+    backend: str = "auto"  # pose detector for raw driving videos
+    align: str = "global"  # fit of the driving skeleton to the character: none, global or per-bone
+    hands: bool = True
+    face: bool = True
+    side_by_side: bool = False  # character | skeleton | result in one video
+
+
+@dataclass
+class Skeletons:
+    frames: Sequence[np.ndarray]  # (height, width, 3) uint8 skeleton images, possibly drawn on demand
+    fps: float
+    source: str  # "extracted" or "skeleton video"
+    warnings: list[str] = field(default_factory=list)
+    poses: pose.PoseSequence | None = None  # the aligned poses, when extracted
+
+
+@dataclass
+class GenerationResult:
+    path: Path
+    seed: int
+    frames: int
+    fps: float
+    warnings: list[str]
+    settings: dict
+
+
+def output_size(image_width: int, image_height: int, short_side: int, multiple: int = 8) -> tuple[int, int]:
+    """(width, height) with the image's aspect ratio, the short side near `short_side`, both multiples of 8."""
+    scale = short_side / min(image_width, image_height)
+    width = max(multiple, round(image_width * scale / multiple) * multiple)
+    height = max(multiple, round(image_height * scale / multiple) * multiple)
+    return width, height
+
+
+class SkeletonVideoFrames(Sequence):
+    """The frames of a skeleton video fitted into width x height (aspect kept, black borders), held as PNG bytes:
+    skeleton images compress about 50x, so even a long clip stays small in memory."""
+
+    def __init__(self, path: str | os.PathLike, width: int, height: int, stride: int = 1, max_frames=None):
+        self.width, self.height = width, height
+        self._encoded = []
+        for frame in pose.read_frames(path, stride=stride, max_frames=max_frames):
+            buffer = io.BytesIO()
+            PIL.Image.fromarray(_letterbox(frame, width, height)).save(buffer, format="PNG", compress_level=1)
+            self._encoded.append(buffer.getvalue())
+
+    def __len__(self) -> int:
+        return len(self._encoded)
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return np.asarray(PIL.Image.open(io.BytesIO(self._encoded[index])).convert("RGB"))
+
+
+def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
+    scale = min(width / image.shape[1], height / image.shape[0])
+    size = (max(1, round(image.shape[1] * scale)), max(1, round(image.shape[0] * scale)))
+    resized = np.asarray(PIL.Image.fromarray(image).resize(size, PIL.Image.BILINEAR))
+    canvas = np.zeros((height, width, 3), np.uint8)
+    top, left = (height - size[1]) // 2, (width - size[0]) // 2
+    canvas[top : top + size[1], left : left + size[0]] = resized
+    return canvas
+
+
+def prepare_skeletons(
+    character: np.ndarray,
+    driving_video: str | os.PathLike,
+    width: int,
+    height: int,
+    settings: GenerationSettings,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> Skeletons:
+    """The skeleton frames to animate `character` with, at width x height.
+
+    A skeleton video is used as it is (fitted into the frame); a raw video goes through pose extraction, and the
+    poses are fitted to the character's own detected skeleton (`settings.align`).
+    """
+    info = pose.probe_video(driving_video)
+    fps = info.fps / settings.stride
+    if pose.is_skeleton_video(driving_video):
+        _report(progress, 0.0, "Reading the skeleton video")
+        frames = SkeletonVideoFrames(driving_video, width, height, settings.stride, settings.max_frames)
+        return Skeletons(frames=frames, fps=fps, source="skeleton video")
+
+    def extraction_progress(done: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled()
+        _report(progress, done / total, f"Detecting poses: frame {done}/{total}")
+
+    sequence = pose.extract_poses(
+        driving_video,
+        backend=settings.backend,
+        stride=settings.stride,
+        max_frames=settings.max_frames,
+        hands=settings.hands,
+        face=settings.face,
+        progress=extraction_progress,
+    )
+    warnings = []
+    if sequence.missing_frames:
+        warnings.append(f"No person was found in {len(sequence.missing_frames)} of {len(sequence)} driving frames.")
+    detector = pose.get_detector(sequence.backend or settings.backend, hands=settings.hands, face=settings.face)
+    try:
+        character_pose = detector.detect(character)
+    finally:
+        detector.close()
+    aligned, align_warnings = pose.align_poses(sequence, character_pose, settings.align)
+    frames = pose.SkeletonFrames(aligned, width, height, hands=settings.hands, face=settings.face)
+    return Skeletons(frames=frames, fps=fps, source="extracted", warnings=warnings + align_warnings, poses=aligned)
+
+
+def generate_video(
+    pipeline: AnimateAnyonePipeline,
+    character: np.ndarray,
+    skeletons: Skeletons,
+    output: str | os.PathLike,
+    settings: GenerationSettings,
+    *,
+    driving_video: str | os.PathLike | None = None,
+    model_name: str = "",
+    model_files: Sequence[Path] = (),
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> GenerationResult:
+    """Animates `character` (RGB uint8) with `skeletons` and writes the mp4 (with the driving video's audio)."""
+    width, height = skeletons.frames[0].shape[1], skeletons.frames[0].shape[0]
+    num_frames = len(skeletons.frames)
+    warnings = list(skeletons.warnings)
+    if settings.max_frames is not None and settings.max_frames > num_frames:
+        warnings.append(f"The driving clip has {num_frames} frames, fewer than the {settings.max_frames} asked for.")
+    elif settings.max_frames is not None:
+        num_frames = settings.max_frames
+    seed = settings.seed if settings.seed >= 0 else random.randrange(2**31)
+    if settings.scheduler not in SCHEDULERS:
+        raise ValueError(f"Unknown scheduler {settings.scheduler!r}; choose one of {', '.join(SCHEDULERS)}.")
+    pipeline.scheduler = SCHEDULERS[settings.scheduler].from_config(pipeline.scheduler.config)
+    context_frames = settings.context_frames
+    if isinstance(pipeline.denoising_unet, UNetMotionModel):
+        context_frames = min(context_frames, max(motion_max_frames(pipeline.denoising_unet), 1))
+    overlap = min(settings.context_overlap, context_frames - 1)
+    reference = PIL.Image.fromarray(character).resize((width, height), PIL.Image.LANCZOS)
+
+    started = time.monotonic()
+
+    def after_step(pipe: AnimateAnyonePipeline, step: int, timestep: int, tensors: dict) -> dict:
+        done = (step + 1) / settings.steps
+        left = (time.monotonic() - started) / done * (1 - done)
+        _report(progress, 0.9 * done, f"Denoising: step {step + 1}/{settings.steps}, about {left:.0f} s left")
+        if cancel is not None and cancel.is_set():
+            pipe._interrupt = True  # the pipeline stops before its next window
+        return tensors
+
+    _report(progress, 0.0, f"Generating {num_frames} frames at {width}x{height}")
+    result = pipeline(
+        reference,
+        skeletons.frames,
+        height=height,
+        width=width,
+        num_frames=num_frames,
+        num_inference_steps=settings.steps,
+        guidance_scale=settings.guidance,
+        generator=torch.Generator().manual_seed(seed),
+        context_frames=context_frames,
+        context_overlap=overlap,
+        output_type="latent",
+        callback_on_step_end=after_step,
+    )
+    if result.interrupted:
+        raise GenerationCancelled()
+
+    def decoded_frames():
+        done = 0
+        for chunk in pipeline.decode_latents(result.latents):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled()
+            for frame in to_uint8(chunk):
+                done += 1
+                _report(progress, 0.9 + 0.1 * done / num_frames, f"Decoding and writing: frame {done}/{num_frames}")
+                yield frame
+
+    frames = decoded_frames()
+    if settings.side_by_side:
+        character_panel = np.asarray(reference)
+        frames = side_by_side(character_panel, (skeletons.frames[i] for i in range(num_frames)), frames)
+    extra = {
+        "model": model_name,
+        "width": width,
+        "height": height,
+        "frames": num_frames,
+        "fps": skeletons.fps,
+        "skeletons": skeletons.source,
+        "context_frames": context_frames,
+        "context_overlap": overlap,
+        "warnings": warnings,
+        **{key: value for key, value in asdict(settings).items() if key not in ("seed", "steps", "guidance")},
+    }
+    record = generation_settings(
+        seed=seed, steps=settings.steps, guidance=settings.guidance, model_files=model_files, extra=extra
+    )
+    path = export_video(frames, output, settings=record, driving_video=driving_video, fps=skeletons.fps)
+    _report(progress, 1.0, f"Done: {num_frames} frames in {time.monotonic() - started:.0f} s")
+    return GenerationResult(path, seed, num_frames, skeletons.fps, warnings, record)
+
+
+# A saved model folder may carry `generation_defaults.json` with the settings it works best with (the built-in
+# model: its training resolution and a step count that keeps it fast); the released weights use the reference's.
+DEFAULTS_FILE = "generation_defaults.json"
+RELEASED_DEFAULTS = {"short_side": 512, "steps": 30, "guidance": 3.5}
+
+
+def model_defaults(model: ModelEntry | str | os.PathLike) -> dict:
+    """The model's preferred `short_side`, `steps` and `guidance`."""
+    folder = Path(model.path if isinstance(model, ModelEntry) else model)
+    if (folder / DEFAULTS_FILE).is_file():
+        return {**RELEASED_DEFAULTS, **json.loads((folder / DEFAULTS_FILE).read_text())}
+    return dict(RELEASED_DEFAULTS)
+
+
+def load_model(
+    model: ModelEntry | str | os.PathLike, device: torch.device, dtype: torch.dtype
+) -> tuple[AnimateAnyonePipeline, list[Path]]:
+    """A pipeline on `device` in `dtype` and the files its weights came from (for the settings record).
+
+    `model` is a `list_models` entry or a folder: a saved pipeline (model_index.json) or released weights.
+    """
+    folder = Path(model.path if isinstance(model, ModelEntry) else model)
+    if (folder / "model_index.json").is_file():
+        pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype)
+        files = sorted(folder.glob("*/*.safetensors"))
+    else:
+        profile = "musepose" if isinstance(model, ModelEntry) and model.kind == "musepose" else "animate_anyone"
+        weights_dir = folder.parent if profile == "musepose" else folder
+        pipeline = load_released_pipeline(weights_dir, profile, torch_dtype=dtype)
+        files = [folder / name for name in RELEASED_FILES]
+    pipeline.set_progress_bar_config(leave=False)
+    return pipeline.to(device), files
+
+
+def _report(progress: Progress | None, fraction: float, message: str) -> None:
+    if progress is not None:
+        progress(min(max(fraction, 0.0), 1.0), message)
