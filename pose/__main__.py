@@ -41,6 +41,8 @@ def main(argv: list[str] | None = None) -> int:
     extract.add_argument("--no-smooth", action="store_true", help="keep the raw per-frame detections")
     extract.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where the detector weights are")
     args = parser.parse_args(argv)
+    if args.align is not None and not args.align.is_file():
+        parser.error(f"character image not found: {args.align}")
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
 
     if args.video.is_dir():

@@ -90,9 +90,6 @@ class Person:
             face=np.zeros((NUM_FACE, 3), np.float32),
         )
 
-    def copy(self) -> Person:
-        return Person(self.body.copy(), self.hands.copy(), self.face.copy())
-
     def points(self) -> np.ndarray:
         """All points stacked as (NUM_POINTS, 3): body, left hand, right hand, face (a copy, for bulk maths)."""
         return np.concatenate([self.body, self.hands.reshape(-1, 3), self.face])
@@ -107,9 +104,9 @@ class Person:
             face=points[hands_end:],
         )
 
-    def body_box(self, threshold: float = CONFIDENCE_THRESHOLD) -> tuple[float, float, float, float] | None:
-        """(x0, y0, x1, y1) of the confident body points in normalised units, or None if none is confident."""
-        seen = self.body[self.body[:, 2] > threshold]
+    def body_box(self) -> tuple[float, float, float, float] | None:
+        """(x0, y0, x1, y1) of the seen body points in normalised units, or None if none is seen."""
+        seen = self.body[self.body[:, 2] > CONFIDENCE_THRESHOLD]
         if len(seen) == 0:
             return None
         return float(seen[:, 0].min()), float(seen[:, 1].min()), float(seen[:, 0].max()), float(seen[:, 1].max())
