@@ -5,9 +5,9 @@ import sys
 
 import imageio_ffmpeg
 import pytest
-from conftest import ROOT
 from PIL import Image
 
+from conftest import ROOT
 from pose import PoseSequence, probe_video, read_frames
 from pose.__main__ import main
 
