@@ -210,7 +210,7 @@ def build_dataset(
             progress(number / len(videos), f"Extracting poses from {video.name} ({number + 1}/{len(videos)})")
         entry = {"name": video.name, "video": _relative(video, output)}
         skeleton = skeleton_dir / f"{video.stem}_kps.mp4"
-        stamp = [video.stat().st_size, video.stat().st_mtime_ns, backend]
+        stamp = [video.stat().st_size, video.stat().st_mtime_ns, backend]  # a failure stands while these do
         failure = earlier_failures.get(entry["video"])
         if failure is not None and failure["stamp"] == stamp:
             rejected.append(failure)

@@ -672,41 +672,26 @@ def _draw_figure(canvas: np.ndarray, coverage: np.ndarray, puppet: Puppet, figur
         waist = math.hypot(body.waist_width * scale * front, side)
         pelvis_half = math.hypot((body.hip_width + body.thigh_radius * 0.8) * scale * front, side)
         belt = (waist + pelvis_half) / 2
-        torso = np.array(
-            [
-                neck - across * shoulders,
-                neck + across * shoulders,
-                neck + spine * 0.6 + across * waist,
-                neck + spine * 0.85 + across * belt,
-                neck + spine * 0.85 - across * belt,
-                neck + spine * 0.6 - across * waist,
-            ]
-        )
-        crotch = hips + spine / np.linalg.norm(spine) * body.thigh_radius * scale
-        pelvis = np.array(
-            [
-                neck + spine * 0.7 - across * waist,
-                neck + spine * 0.7 + across * waist,
-                hips + across * pelvis_half,
-                crotch + across * pelvis_half * 0.5,
-                crotch - across * pelvis_half * 0.5,
-                hips - across * pelvis_half,
-            ]
-        )
+        # (fraction of the spine, half width) from the shoulders down: the shirt, and the trousers' top to the crotch
+        torso = _band(neck, spine, across, [(0.0, shoulders), (0.6, waist), (0.85, belt)])
+        crotch = 1 + body.thigh_radius * scale / np.linalg.norm(spine)
+        pelvis = _band(neck, spine, across, [(0.7, waist), (1.0, pelvis_half), (crotch, pelvis_half * 0.5)])
         middle = (depth[NECK] + depth[R_HIP] + depth[L_HIP]) / 3
         parts.append((middle - 0.001, partial(_fill, canvas, coverage, pelvis, bottom, neck, spine, line)))
         parts.append((middle, partial(_fill, canvas, coverage, torso, top, neck, spine, line)))
         limb(R_SHOULDER, L_SHOULDER, (body.arm_radius * 1.05, body.arm_radius * 1.05), top, 0.0005)
         legs_present = present[[R_HIP, R_KNEE, R_ANKLE, L_HIP, L_KNEE, L_ANKLE]].all()
         if puppet.bottom_style == "skirt" and legs_present:
-            # From the waist to a hem that follows the legs, flared out beyond them.
+            # From the waist to a hem that follows the legs, flared out beyond them; in front of legs and pelvis.
             hem_distance = puppet.skirt_length * (body.thigh + body.shin) * scale
-            outline = [torso[3], torso[4]]  # from where the shirt ends
+            outline = [torso[2], torso[3]]  # from where the shirt ends
             for leg in ((R_HIP, R_KNEE, R_ANKLE), (L_HIP, L_KNEE, L_ANKLE)):
                 hem = _along(points[list(leg)], hem_distance)
                 outline.append(hem + np.sign(np.dot(hem - hips, across)) * across * body.thigh_radius * scale * 1.6)
             skirt = cv2.convexHull(np.array(outline, np.float32))[:, 0].astype(np.float64)
-            parts.append((max(thighs) + 0.01, partial(_fill, canvas, coverage, skirt, bottom, neck, spine, line)))
+            parts.append(
+                (max(*thighs, middle) + 0.01, partial(_fill, canvas, coverage, skirt, bottom, neck, spine, line))
+            )
     limb(NECK, HEAD, (body.head_radius * 0.38, body.head_radius * 0.38), skin, -0.002)
     if present[HEAD]:
         parts.append((depth[HEAD] + 0.05, partial(_draw_head, canvas, coverage, puppet, figure, skin, hair, line)))
@@ -798,6 +783,12 @@ def _fill(canvas, coverage, polygon, paint: _Paint, origin, direction, line: int
     cv2.polylines(canvas, [fixed], True, paint.outline, line, cv2.LINE_AA, SHIFT)
 
 
+def _band(top: np.ndarray, spine: np.ndarray, across: np.ndarray, levels: list[tuple[float, float]]) -> np.ndarray:
+    """A polygon symmetric about the spine, through (fraction of `spine` from `top`, half width) levels."""
+    right = [top + spine * fraction + across * half for fraction, half in levels]
+    return np.array(right + [top + spine * fraction - across * half for fraction, half in reversed(levels)])
+
+
 def _along(polyline: np.ndarray, distance: float) -> np.ndarray:
     """The point `distance` pixels along a polyline, or its end."""
     for start, end in zip(polyline[:-1], polyline[1:], strict=True):
@@ -877,8 +868,8 @@ def _draw_background(puppet: Puppet, width: int, height: int) -> np.ndarray:
                 shape = ((x - center) / size) ** 2 + ((y - horizon) / rng.uniform(0.05, 0.2)) ** 2 < 1
             image[shape] = _random_color(rng, saturation=(0.2, 0.6), value=(0.2, 0.7))
         image = np.where((y < horizon)[..., None], image, b * (0.8 + 0.4 * (y - horizon))[..., None])
-    noise = cv2.resize(rng.normal(0, 6, (height // 2 + 1, width // 2 + 1)).astype(np.float32), full_size)
-    return (cv2.resize(image, full_size) + noise[..., None]).clip(0, 255).astype(np.uint8)
+    grain = rng.normal(0, 5, (height, width, 1)).astype(np.float32)
+    return cv2.resize((image + grain).clip(0, 255).astype(np.uint8), full_size)
 
 
 def _mix(a: np.ndarray, b: np.ndarray, t: np.ndarray) -> np.ndarray:
