@@ -116,7 +116,7 @@ def test_puppet_samples_have_the_documented_tensors(num_frames):
         "poses": (num_frames, 3, 96, 64),
         "masks": (num_frames, 1, 96, 64),
     }
-    assert all(tensor.dtype == torch.float32 for tensor in sample.values())
+    assert all(tensor.dtype == torch.float32 and tensor.is_contiguous() for tensor in sample.values())
     assert -1 <= sample["frames"].min() < 0 < sample["frames"].max() <= 1
     assert -1 <= sample["reference"].min() < 0 < sample["reference"].max() <= 1
     assert sample["poses"].min() == 0 and 0 < sample["poses"].max() <= 1
