@@ -103,24 +103,35 @@ def decode_size(info: VideoInfo, max_side: int | None = None) -> tuple[int, int]
 def read_frames(
     path: str | os.PathLike,
     *,
+    start: int = 0,
     stride: int = 1,
     max_frames: int | None = None,
     max_side: int | None = None,
 ) -> Iterator[np.ndarray]:
     """Yields RGB uint8 frames (height, width, 3) at the file's constant (average) frame rate.
 
-    `stride` keeps every n-th frame (the effective fps is then `fps / stride`); `max_frames` stops after that many
+    `start` skips to that frame by seeking (training reads a few frames from the middle of long videos); `stride`
+    keeps every n-th frame from there (the effective fps is then `fps / stride`); `max_frames` stops after that many
     yielded frames; `max_side` scales frames down (never up) so the longer side fits.
     """
     if stride < 1:
         raise ValueError(f"stride must be at least 1, got {stride}")
+    if start < 0:
+        raise ValueError(f"start must be a frame index >= 0, got {start}")
     info = probe_video(path)
     width, height = decode_size(info, max_side)
     filters = [f"fps={Fraction(info.fps).limit_denominator(1001)}"]
     if (width, height) != (info.width, info.height):
         filters.append(f"scale={width}:{height}:flags=area")
+    # Seeking to just before frame `start`'s time: ffmpeg decodes from the key frame before it and drops the frames
+    # earlier than that time, so the first frame through the fps filter is frame `start` (for constant-rate files).
+    seek = ["-ss", f"{(start - 0.01) / info.fps:.6f}"] if start else []
     reader = imageio_ffmpeg.read_frames(
-        str(info.path), pix_fmt="rgb24", output_params=["-vf", ",".join(filters)], bits_per_pixel=24
+        str(info.path),
+        pix_fmt="rgb24",
+        input_params=seek,
+        output_params=["-vf", ",".join(filters)],
+        bits_per_pixel=24,
     )
     frame_bytes = width * height * 3
     yielded = 0

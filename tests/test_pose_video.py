@@ -156,3 +156,16 @@ def test_skeleton_video_has_the_clips_frames_and_is_recognised(clips, data_dir, 
     assert not is_skeleton_video(clips / "nobody.mp4")
     _ffmpeg("-f", "lavfi", "-i", "color=c=0x0a0a0a:size=320x240:rate=24", "-t", "1", str(tmp_path / "dark.mp4"))
     assert not is_skeleton_video(tmp_path / "dark.mp4")
+
+
+@pytest.mark.parametrize("name", ["dance.mp4", "dance_kps.mp4"])
+def test_reading_from_a_start_frame_gives_exactly_those_frames(data_dir, name):
+    """Seeking (used to sample training clips from long videos) lands on the same frames as decoding from the start."""
+    from pose.video import read_frames
+
+    everything = list(read_frames(data_dir / name, max_side=160, max_frames=60))
+    for start in (1, 2, 23, 57):
+        part = list(read_frames(data_dir / name, start=start, max_frames=3, max_side=160))
+        assert len(part) == 3
+        for offset, frame in enumerate(part):
+            assert np.array_equal(frame, everything[start + offset]), (start, offset)

@@ -50,7 +50,7 @@ logger = logging.getLogger(__name__)
 
 INDEX_FORMAT, INDEX_VERSION = "animate-anyone-dataset", 1
 MIN_DETECTION_RATE = 0.9
-MIN_FRAMES = 24  # the stage-2 clip length
+MIN_FRAMES = 25  # the stage-2 clip length (24) and a reference frame outside it
 PUPPET_SAMPLES = 2**31  # "unlimited": small enough for any sampler that asks for len()
 
 
@@ -83,7 +83,7 @@ class PuppetSamples:
 class VideoSamples:
     """Samples of the clips of a dataset index: index i takes clip i modulo their number, `num_frames` frames
     `frame_stride` apart from a random start, and a random reference frame outside them, preferring frames with a
-    detected person. Only the frames needed are kept (decoding still reads the file from its start)."""
+    detected person. Decoding seeks to the first frame needed and stops after the last."""
 
     def __init__(
         self,
@@ -138,10 +138,10 @@ class VideoSamples:
     def _read(self, path: Path, indices: list[int], size: tuple[int, int]) -> np.ndarray:
         """Frames `indices` of a video, covering the training size: (len(indices), height, width, 3) uint8."""
         zoom = max(self.width / size[0], self.height / size[1])
+        first, last = min(indices), max(indices)
+        frames = read_frames(path, start=first, max_frames=last - first + 1, max_side=math.ceil(max(size) * zoom) + 2)
         found = {}
-        for position, frame in enumerate(
-            read_frames(path, max_frames=max(indices) + 1, max_side=math.ceil(max(size) * zoom) + 2)
-        ):
+        for position, frame in enumerate(frames, start=first):
             if position in indices:
                 found[position] = _cover(frame, self.width, self.height)
         missing = sorted(set(indices) - set(found))
