@@ -11,10 +11,10 @@ from dataclasses import dataclass, field
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
-from transformers import CLIPImageProcessorPil, CLIPVisionConfig, CLIPVisionModelWithProjection
+from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from animate.checkpoints import ANIMATE_ANYONE_SCHEDULER
-from animate.pipeline import AnimateAnyonePipeline
+from animate.pipeline import AnimateAnyonePipeline, clip_processor
 from animate.pose_guider import PoseGuider
 
 SD15_UNET = {
@@ -175,7 +175,5 @@ def build_pipeline(
         denoising_unet=denoising_unet,
         pose_guider=pose_guider,
         scheduler=DDIMScheduler(**architecture.scheduler),
-        feature_extractor=CLIPImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
+        feature_extractor=clip_processor(image_size),
     )

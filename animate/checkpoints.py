@@ -28,9 +28,9 @@ from pathlib import Path
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditionModel, UNetMotionModel
 from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
-from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
+from transformers import CLIPVisionModelWithProjection
 
-from animate.pipeline import AnimateAnyonePipeline
+from animate.pipeline import AnimateAnyonePipeline, clip_processor
 from animate.pose_guider import PoseGuider
 from animate.unet import sinusoidal_position_encoding
 
@@ -248,9 +248,7 @@ def load_released_pipeline(
         denoising_unet=denoising_unet,
         pose_guider=pose_guider,
         scheduler=DDIMScheduler(**settings.scheduler),
-        feature_extractor=CLIPImageProcessorPil(
-            size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
-        ),
+        feature_extractor=clip_processor(image_size),
     )
     return pipeline.to(dtype=torch_dtype)
 

@@ -321,6 +321,16 @@ class AnimateAnyonePipeline(DiffusionPipeline):
             yield (pixels.float() / 2 + 0.5).clamp(0, 1).cpu()
 
 
+def clip_processor(image_size: int) -> CLIPImageProcessorPil:
+    """CLIP's preprocessing (PIL bicubic resize, centre crop, CLIP mean/std) for an encoder of this input size.
+
+    The PIL variant, not transformers' default torchvision one: it reproduces the reference's CLIP inputs exactly.
+    """
+    return CLIPImageProcessorPil(
+        size={"shortest_edge": image_size}, crop_size={"height": image_size, "width": image_size}
+    )
+
+
 def to_uint8(frames: torch.Tensor) -> np.ndarray:
     """(n, 3, H, W) float in [0, 1] -> (n, H, W, 3) uint8."""
     return (frames.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
