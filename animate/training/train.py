@@ -1,0 +1,567 @@
+"""Training Animate Anyone (Hu et al. 2023, §3.3): stage 1 on image pairs, stage 2 on clips; read it top to bottom.
+
+`train(config)` is one script: accelerator -> components -> freezing -> optimizer -> resume -> loop (validation,
+checkpoints) -> export. What each stage trains follows the reference (Moore-AnimateAnyone's train_stage_1.py and
+train_stage_2.py): stage 1 trains ReferenceNet (but its last up block), the 2D denoising UNet and the Pose Guider on
+(reference frame, target frame, target skeleton); stage 2 trains only the motion modules, on clips. Both use
+v-prediction on zero-terminal-SNR betas, a noise offset, min-SNR weighting and a 10% unconditional drop.
+
+Two choices make a resumed run continue exactly, after a kill at any moment: every random draw of a micro-step
+(sample indices, VAE posterior noise, timesteps, drop mask, noise) is a pure function of (seed, step, rank,
+micro-step), so nothing depends on restored RNG state; and a checkpoint is written to a temporary folder, synced and
+renamed, so a checkpoint-* folder is always complete and resume takes the newest one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import importlib.util
+import itertools
+import json
+import logging
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import torch
+import torch.nn.functional as F
+from accelerate import Accelerator
+from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs
+from diffusers import DDIMScheduler, MotionAdapter, UNetMotionModel
+from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
+from diffusers.training_utils import compute_snr
+
+from animate.architecture import ARCHITECTURES, build_pipeline
+from animate.checkpoints import (
+    ANIMATE_ANYONE_SCHEDULER,
+    PROFILES,
+    load_released_pipeline,
+    motion_adapter_from_state_dict,
+    read_state_dict,
+    save_released_format,
+)
+from animate.export import side_by_side
+from animate.pipeline import AnimateAnyonePipeline, to_uint8
+from animate.training.config import TrainConfig
+from animate.training.dataset import PuppetSamples, VideoSamples, make_samples
+from animate.unet import extend_motion_position_encoding, pose_features_added_after_conv_in
+from pose.video import VideoWriter
+
+logger = logging.getLogger(__name__)
+
+STATE_FILE = "training_state.json"  # written last into a checkpoint: the step and the config
+VALIDATION_DRAWS = 4  # noise/timestep draws per validation sample: one draw's loss depends too much on its timestep
+VALIDATION_FPS = 8
+
+
+def train(config: TrainConfig) -> AnimateAnyonePipeline:
+    """Runs (or resumes) the training `config` describes, exports the result, and returns the trained pipeline."""
+    run_dir = config.run_dir
+    # 1. Processes, precision, accumulation and trackers, from accelerate (and its launcher's environment)
+    if config.deepspeed_config and importlib.util.find_spec("deepspeed") is None:
+        raise ImportError("deepspeed_config needs DeepSpeed, which is not installed: pip install deepspeed")
+    accelerator = Accelerator(
+        mixed_precision=config.mixed_precision,
+        gradient_accumulation_steps=config.gradient_accumulation_steps,
+        deepspeed_plugin=DeepSpeedPlugin(hf_ds_config=config.deepspeed_config) if config.deepspeed_config else None,
+        # A micro-batch whose samples all drop the reference leaves ReferenceNet without gradients (the reference
+        # sets the same flag in stage 1).
+        kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=config.stage == 1)],
+        log_with="tensorboard",
+        project_dir=run_dir,
+    )
+    if accelerator.state.deepspeed_plugin is not None:  # we feed batches ourselves, so DeepSpeed cannot infer these
+        accelerator.state.deepspeed_plugin.deepspeed_config["train_micro_batch_size_per_gpu"] = config.batch_size
+        accelerator.state.deepspeed_plugin.deepspeed_config["gradient_clipping"] = config.max_grad_norm
+    rank, world = accelerator.process_index, accelerator.num_processes
+
+    # 2. Components: every weight stays float32 (autocast gives the speed), so an export holds exactly the weights
+    # that were loaded plus what was trained.
+    pipeline = load_pipeline(config)
+    pipeline.scheduler = DDIMScheduler(**{**ANIMATE_ANYONE_SCHEDULER, "beta_schedule": config.beta_schedule})
+    pipeline.set_progress_bar_config(disable=True)
+    if isinstance(pipeline.denoising_unet, UNetMotionModel):
+        extend_motion_position_encoding(pipeline.denoising_unet, config.num_frames)
+
+    # 3. Freezing (what each stage trains) and gradient checkpointing
+    parameters = trainable_parameters(pipeline, config.stage)
+    if config.gradient_checkpointing:  # diffusers' default is non-reentrant, which reference attention needs
+        pipeline.denoising_unet.enable_gradient_checkpointing()
+        if config.stage == 1:
+            pipeline.reference_unet.enable_gradient_checkpointing()
+    pipeline.to(accelerator.device)
+    model = AnimateAnyoneTrainingModel(pipeline)
+
+    # 4. Optimizer (the learning rate is set at every step from the step number)
+    if config.use_8bit_adam:
+        try:
+            import bitsandbytes
+        except ImportError:
+            raise ImportError(
+                "use_8bit_adam needs bitsandbytes, which is not installed: pip install bitsandbytes"
+            ) from None
+        optimizer_class = bitsandbytes.optim.AdamW8bit
+    else:
+        optimizer_class = torch.optim.AdamW
+    optimizer = optimizer_class(
+        parameters,
+        lr=config.learning_rate,
+        betas=(config.adam_beta1, config.adam_beta2),
+        weight_decay=config.adam_weight_decay,
+        eps=config.adam_epsilon,
+    )
+    model, optimizer = accelerator.prepare(model, optimizer)
+
+    # 5. Resume from the newest complete checkpoint
+    checkpoints = run_dir / "checkpoints"
+    if accelerator.is_main_process:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        for folder in checkpoints.glob("*"):  # what a kill can leave: one being written, or being deleted
+            if not (folder.name.startswith("checkpoint-") and (folder / STATE_FILE).is_file()):
+                shutil.rmtree(folder)
+    accelerator.wait_for_everyone()
+    first_step = 0
+    checkpoint = latest_checkpoint(checkpoints)
+    if checkpoint is not None:
+        if not config.resume:
+            raise ValueError(
+                f"{run_dir} already has checkpoints: set resume=true to continue, or pick another run_name"
+            )
+        accelerator.load_state(checkpoint)
+        state = json.loads((checkpoint / STATE_FILE).read_text())
+        first_step = state["step"]
+        changed = {key for key, value in dataclasses.asdict(config).items() if state["config"].get(key) != value}
+        if accelerator.is_main_process:
+            logger.info("Resuming %s from step %d", run_dir, first_step)
+            if changed:
+                logger.warning("The config differs from the checkpoint's in: %s", ", ".join(sorted(changed)))
+            _truncate_metrics(run_dir / "metrics.jsonl", first_step)
+    if accelerator.is_main_process:
+        accelerator.init_trackers("tensorboard", config=dataclasses.asdict(config))
+
+    # 6. Data: sample indices are a pure function of (step, micro-step, rank), from the first step on
+    samples = make_samples(
+        config.data, config.num_frames, config.width, config.height, seed=config.seed, frame_stride=config.frame_stride
+    )
+    batches = iter(
+        torch.utils.data.DataLoader(
+            samples,
+            batch_sampler=batch_indices(config, first_step, rank, world),
+            num_workers=config.num_workers,
+            pin_memory=accelerator.device.type == "cuda",
+        )
+    )
+
+    # 7. The loop
+    if first_step == 0 and config.validate_every:
+        validate(accelerator, model, pipeline, samples, config, 0)
+    for step in range(first_step, config.max_steps):
+        started = time.perf_counter()
+        learning_rate = config.learning_rate * min(1.0, (step + 1) / config.lr_warmup_steps)
+        for group in optimizer.param_groups:
+            group["lr"] = learning_rate
+        losses = []
+        for micro_step in range(config.gradient_accumulation_steps):
+            batch = next(batches)
+            generator = seeded_generator(config.seed, 0, step, rank, micro_step)
+            with accelerator.accumulate(model):
+                try:
+                    loss = diffusion_loss(accelerator, model, pipeline, batch, generator, config)
+                    accelerator.backward(loss)
+                finally:  # after backward: checkpointed blocks read the features again while recomputing
+                    pipeline.reference_features.clear()
+                if accelerator.sync_gradients:
+                    accelerator.clip_grad_norm_(parameters, config.max_grad_norm)
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.detach())
+        loss = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
+        done = step + 1
+        if done % config.log_every == 0 or done == config.max_steps:
+            seconds = time.perf_counter() - started
+            clips = config.batch_size * config.gradient_accumulation_steps * world
+            metrics = {"loss": loss, "lr": learning_rate, "step_time": seconds, "samples_per_s": clips / seconds}
+            log_metrics(accelerator, run_dir, done, metrics)
+        if config.validate_every and done % config.validate_every == 0:
+            validate(accelerator, model, pipeline, samples, config, done)
+        if done % config.checkpoint_every == 0 or done == config.max_steps:
+            save_checkpoint(accelerator, checkpoints, done, config)
+
+    # 8. Export, in our format and in the released one
+    if accelerator.is_main_process:
+        export(pipeline, config, max(first_step, config.max_steps))
+    accelerator.wait_for_everyone()
+    accelerator.end_training()
+    return pipeline
+
+
+def load_pipeline(config: TrainConfig) -> AnimateAnyonePipeline:
+    """The model training starts from (see `TrainConfig.init_from`), with new motion modules for stage 2."""
+    source = Path(config.init_from)
+    if config.init_from in ARCHITECTURES:
+        pipeline = build_pipeline(config.init_from, seed=config.seed, motion=False)
+    elif (source / "model_index.json").is_file():
+        pipeline = AnimateAnyonePipeline.from_pretrained(source)
+    elif (source / "reference_unet.pth").is_file():
+        pipeline = load_released_pipeline(source, motion=False)
+    else:
+        raise ValueError(
+            f"init_from={config.init_from!r} is neither an architecture ({', '.join(ARCHITECTURES)}), a saved "
+            "pipeline folder (with model_index.json) nor a released-weights folder (with reference_unet.pth)"
+        )
+    has_motion = isinstance(pipeline.denoising_unet, UNetMotionModel)
+    if config.stage == 1 and has_motion:
+        raise ValueError(f"Stage 1 trains the image model, but {source} has motion modules (a stage-2 model)")
+    if has_motion and config.motion_module:
+        raise ValueError(f"{source} already has motion modules; leave motion_module empty to go on training them")
+    if config.stage == 2 and not has_motion:
+        pipeline = AnimateAnyonePipeline(
+            **{**pipeline.components, "denoising_unet": add_motion_modules(pipeline, config)}
+        )
+    return pipeline
+
+
+def add_motion_modules(pipeline: AnimateAnyonePipeline, config: TrainConfig) -> UNetMotionModel:
+    """The stage-1 2D UNet with AnimateDiff motion modules, loaded from `config.motion_module` or new."""
+    unet = pipeline.denoising_unet
+    channels = tuple(unet.config.block_out_channels)
+    if config.motion_module:
+        state_dict = read_state_dict(config.motion_module)
+        adapter = motion_adapter_from_state_dict(
+            state_dict, channels, config.motion_num_attention_heads, config.motion_module
+        )
+    else:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(config.seed)
+            adapter = MotionAdapter(
+                block_out_channels=channels,
+                motion_layers_per_block=unet.config.layers_per_block,
+                motion_num_attention_heads=config.motion_num_attention_heads,
+                motion_max_seq_length=32,  # AnimateDiff v2's and the released model's
+                use_motion_mid_block=True,
+            )
+        # AnimateDiff zero-initialises each temporal transformer's output projection: every motion module then
+        # adds nothing to its residual, and stage 2 starts exactly at the stage-1 model.
+        for module in adapter.modules():
+            if isinstance(module, AnimateDiffTransformer3D):
+                torch.nn.init.zeros_(module.proj_out.weight)
+                torch.nn.init.zeros_(module.proj_out.bias)
+    return UNetMotionModel.from_unet2d(unet, adapter)
+
+
+def trainable_parameters(pipeline: AnimateAnyonePipeline, stage: int) -> list[torch.nn.Parameter]:
+    """Sets `requires_grad` as the stage trains (the VAE and the image encoder never) and returns those parameters."""
+    for model in pipeline.components.values():
+        if isinstance(model, torch.nn.Module):
+            model.requires_grad_(False)
+    if stage == 1:
+        # As the reference (train_stage_1.py), ReferenceNet's last up block stays frozen: its final layers, like
+        # conv_norm_out/conv_out, never reach the loss, since only attn1 inputs are read and the output is discarded.
+        frozen = (f"up_blocks.{len(pipeline.reference_unet.up_blocks) - 1}.", "conv_norm_out.", "conv_out.")
+        for name, parameter in pipeline.reference_unet.named_parameters():
+            parameter.requires_grad_(not name.startswith(frozen))
+        pipeline.denoising_unet.requires_grad_(True)
+        pipeline.pose_guider.requires_grad_(True)
+    else:
+        for name, parameter in pipeline.denoising_unet.named_parameters():
+            parameter.requires_grad_("motion_modules." in name)
+    models = (pipeline.reference_unet, pipeline.denoising_unet, pipeline.pose_guider)
+    return [parameter for model in models for parameter in model.parameters() if parameter.requires_grad]
+
+
+class AnimateAnyoneTrainingModel(torch.nn.Module):
+    """ReferenceNet, Pose Guider and denoising UNet as one module whose forward is one prediction, so that
+    DistributedDataParallel and DeepSpeed see every trained parameter used in one call (as the reference's `Net`)."""
+
+    def __init__(self, pipeline: AnimateAnyonePipeline):
+        super().__init__()
+        self.reference_unet = pipeline.reference_unet
+        self.denoising_unet = pipeline.denoising_unet
+        self.pose_guider = pipeline.pose_guider
+        self.reference_features = pipeline.reference_features
+
+    def forward(
+        self,
+        noisy_latents: torch.Tensor,
+        timesteps: torch.Tensor,
+        reference_latents: torch.Tensor,
+        image_embeds: torch.Tensor,
+        poses: torch.Tensor,
+        reading: torch.Tensor,
+    ) -> torch.Tensor:
+        """The model output (videos, 4, frames, h, w) for noisy latents of the same shape at `timesteps` (videos,).
+
+        `reference_latents` (videos, 4, h, w), `image_embeds` (videos, 1, dim), `poses` (videos, frames, 3, H, W) in
+        [0, 1]. A video whose `reading` is False is the unconditional branch exactly as the pipeline runs it at
+        inference: zero image embedding and plain self-attention, but the pose features. The reference features
+        stay in `reference_features` until the caller clears them (after backward).
+        """
+        videos, _, frames = noisy_latents.shape[:3]
+        self.reference_unet(reference_latents, 0, encoder_hidden_states=image_embeds)  # at timestep 0, as inference
+        self.reference_features.reading = reading
+        pose_features = self.pose_guider(poses.flatten(0, 1))  # (videos * frames, C, h, w)
+        # (videos * frames, 1, dim): per frame, as the pipeline gives both UNets
+        context = (image_embeds * reading[:, None, None]).repeat_interleave(frames, dim=0)
+        unet = self.denoising_unet
+        if isinstance(unet, UNetMotionModel):
+            model_input, unet_timesteps = noisy_latents, timesteps
+        else:  # the stage-1 2D UNet: frames in the batch, (videos * frames, 4, h, w)
+            model_input = noisy_latents.permute(0, 2, 1, 3, 4).flatten(0, 1)
+            unet_timesteps = timesteps.repeat_interleave(frames)
+        with pose_features_added_after_conv_in(unet, pose_features):
+            output = unet(model_input, unet_timesteps, encoder_hidden_states=context).sample
+        if not isinstance(unet, UNetMotionModel):  # back to (videos, 4, frames, h, w)
+            output = output.unflatten(0, (videos, frames)).permute(0, 2, 1, 3, 4)
+        return output
+
+
+def diffusion_loss(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    pipeline: AnimateAnyonePipeline,
+    batch: dict[str, torch.Tensor],
+    generator: torch.Generator,
+    config: TrainConfig,
+) -> torch.Tensor:
+    """The weighted v-prediction loss of one micro-batch; every random draw comes from `generator` (on the CPU)."""
+    device = accelerator.device
+    scheduler = pipeline.scheduler
+    frames = batch["frames"].to(device)  # (videos, frames, 3, H, W) in [-1, 1]
+    videos, num_frames = frames.shape[:2]
+    with torch.no_grad(), accelerator.autocast():
+        scale = pipeline.vae.config.scaling_factor
+        posterior = pipeline.vae.encode(frames.flatten(0, 1)).latent_dist
+        # (videos, 4, frames, h, w)
+        latents = (posterior.sample(generator) * scale).float().unflatten(0, (videos, num_frames)).transpose(1, 2)
+        # The reference image exactly as inference encodes it: posterior mean, and CLIP on the squashed image.
+        reference_latents = pipeline.vae.encode(batch["reference"].to(device)).latent_dist.mean.float() * scale
+        image_embeds = torch.cat(
+            [
+                pipeline.encode_reference_image(PIL.Image.fromarray(image), "squash")
+                for image in _uint8(batch["reference"])
+            ]
+        ).float()  # (videos, 1, dim)
+    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (videos,), generator=generator)
+    reading = torch.rand(videos, generator=generator) >= config.uncond_ratio
+    noise = torch.randn(latents.shape, generator=generator)
+    noise += config.noise_offset * torch.randn((videos, latents.shape[1], 1, 1, 1), generator=generator)
+    timesteps, reading, noise = timesteps.to(device), reading.to(device), noise.to(device)
+
+    noisy_latents = scheduler.add_noise(latents, noise, timesteps)
+    target = scheduler.get_velocity(latents, noise, timesteps)
+    poses = batch["poses"].to(device)
+    prediction = model(noisy_latents, timesteps, reference_latents, image_embeds, poses, reading)
+    error = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))  # (videos,)
+    if config.snr_gamma:
+        # Min-SNR-γ (Hang et al. 2023) as the reference applies it to v-prediction, min(SNR + 1, γ) / (SNR + 1).
+        # The paper's min(SNR, γ) / (SNR + 1) would give the zero-SNR last timestep, where the model learns to
+        # start from pure noise, no weight at all.
+        snr_plus_one = compute_snr(scheduler, timesteps) + 1
+        error = error * snr_plus_one.clamp(max=config.snr_gamma) / snr_plus_one
+    return error.mean()
+
+
+def seeded_generator(*keys: int) -> torch.Generator:
+    """A CPU generator seeded by a hash of `keys`: draws that depend only on the keys, on any device and after any
+    restart (numpy's SeedSequence mixes them, so neighbouring steps get unrelated streams)."""
+    high, low = np.random.SeedSequence(keys).generate_state(2)
+    return torch.Generator().manual_seed(int(high) << 32 | int(low))
+
+
+def batch_indices(config: TrainConfig, first_step: int, rank: int, world: int) -> Iterator[list[int]]:
+    """The sample indices of every micro-batch from `first_step` on, for one process: consecutive blocks, so no
+    two processes or micro-steps share a sample and a resumed run reads what an uninterrupted one would."""
+    accumulation, size = config.gradient_accumulation_steps, config.batch_size
+    for step in itertools.count(first_step):
+        for micro_step in range(accumulation):
+            first = ((step * accumulation + micro_step) * world + rank) * size
+            yield [index % config.num_samples if config.num_samples else index for index in range(first, first + size)]
+
+
+@torch.no_grad()
+def validate(
+    accelerator: Accelerator,
+    model: torch.nn.Module,
+    pipeline: AnimateAnyonePipeline,
+    samples: PuppetSamples | VideoSamples,
+    config: TrainConfig,
+    step: int,
+) -> None:
+    """On the main process: the loss of the first validation samples at fixed noise and timesteps (comparable across
+    steps), and a generated image (stage 1) or mp4 (stage 2) per sample in the run folder's samples/."""
+    if accelerator.is_main_process:
+        model = accelerator.unwrap_model(model)
+        conditional = dataclasses.replace(config, uncond_ratio=0.0)
+        losses = []
+        folder = config.run_dir / "samples"
+        folder.mkdir(parents=True, exist_ok=True)
+        for index in range(config.validation_samples):
+            sample = samples[index % config.num_samples if config.num_samples else index]
+            batch = {name: tensor[None] for name, tensor in sample.items()}
+            for draw in range(VALIDATION_DRAWS):
+                try:
+                    generator = seeded_generator(config.seed, 1, index, draw)
+                    losses.append(diffusion_loss(accelerator, model, pipeline, batch, generator, conditional).item())
+                finally:
+                    pipeline.reference_features.clear()
+            write_validation_sample(accelerator, pipeline, sample, config, folder / f"step{step:07d}-sample{index}")
+        log_metrics(accelerator, config.run_dir, step, {"val_loss": float(np.mean(losses))})
+    accelerator.wait_for_everyone()
+
+
+def write_validation_sample(
+    accelerator: Accelerator,
+    pipeline: AnimateAnyonePipeline,
+    sample: dict[str, torch.Tensor],
+    config: TrainConfig,
+    path: Path,
+) -> None:
+    """`reference | skeleton | generated | target`, as a PNG (one frame) or an mp4."""
+    reference = _uint8(sample["reference"][None])[0]
+    poses = to_uint8(sample["poses"])
+    with accelerator.autocast():
+        generated = pipeline(
+            reference,
+            poses,
+            height=config.height,
+            width=config.width,
+            num_inference_steps=config.validation_inference_steps,
+            guidance_scale=config.validation_guidance,
+            generator=torch.Generator().manual_seed(config.seed),
+            context_frames=config.num_frames,
+            context_overlap=0,
+            output_type="pt",
+        ).frames
+    results = [np.concatenate(pair, axis=1) for pair in zip(to_uint8(generated), _uint8(sample["frames"]), strict=True)]
+    panels = side_by_side(reference, poses, results)
+    if config.num_frames == 1:
+        PIL.Image.fromarray(next(panels)).save(path.with_suffix(".png"))
+    else:
+        with VideoWriter(path.with_suffix(".mp4"), VALIDATION_FPS) as writer:
+            writer.write_all(panels)
+
+
+def log_metrics(accelerator: Accelerator, run_dir: Path, step: int, metrics: dict[str, float]) -> None:
+    """To TensorBoard and to run_dir/metrics.jsonl (one JSON object per line, which the app plots)."""
+    accelerator.log(metrics, step=step)
+    if accelerator.is_main_process:
+        with (run_dir / "metrics.jsonl").open("a") as file:
+            file.write(json.dumps({"step": step, **metrics}) + "\n")
+        logger.info("step %d: %s", step, ", ".join(f"{key} {value:.4g}" for key, value in metrics.items()))
+
+
+def _truncate_metrics(path: Path, step: int) -> None:
+    """Drops the records after `step` (written before a kill) and a torn last line, so the file is one curve."""
+    if not path.is_file():
+        return
+    kept = []
+    for line in path.read_text().splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if record["step"] <= step:
+            kept.append(line + "\n")
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text("".join(kept))
+    os.replace(partial, path)
+
+
+def latest_checkpoint(checkpoints: Path) -> Path | None:
+    """The newest complete checkpoint folder, or None."""
+    complete = [folder for folder in checkpoints.glob("checkpoint-*") if (folder / STATE_FILE).is_file()]
+    return max(complete, key=lambda folder: int(folder.name.split("-")[1]), default=None)
+
+
+def save_checkpoint(accelerator: Accelerator, checkpoints: Path, step: int, config: TrainConfig) -> None:
+    """accelerate's full training state, written so that a kill at any moment leaves the last good checkpoint
+    intact: into a temporary folder, synced to disk, then renamed (atomically) to checkpoint-<step>; the oldest
+    beyond `keep_checkpoints` are deleted only after that."""
+    partial = checkpoints / f".partial-{step:08d}"
+    if accelerator.is_main_process:
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+    accelerator.wait_for_everyone()
+    accelerator.save_state(partial)  # on every process: DeepSpeed shards, per-process RNG states
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        (partial / STATE_FILE).write_text(json.dumps({"step": step, "config": dataclasses.asdict(config)}))
+        _sync_tree(partial)
+        final = checkpoints / f"checkpoint-{step:08d}"
+        os.replace(partial, final)
+        _sync(checkpoints)
+        complete = sorted(checkpoints.glob("checkpoint-*"), key=lambda folder: int(folder.name.split("-")[1]))
+        for old in complete[: -config.keep_checkpoints]:
+            doomed = old.with_name(f".deleting-{old.name}")
+            os.replace(old, doomed)
+            shutil.rmtree(doomed)
+        logger.info("Saved %s", final)
+    accelerator.wait_for_everyone()
+
+
+def export(pipeline: AnimateAnyonePipeline, config: TrainConfig, step: int) -> Path:
+    """Writes the trained model to export_dir/run_name: our `save_pretrained` folder (which the app lists), the
+    released .pth format in released/ (loadable with `load_released_pipeline`), and training.json (config, step).
+
+    It is assembled next to export_dir, not in it, so that the app never lists a half-written model, then renamed
+    into place.
+    """
+    target = config.export_path
+    staging = target.parent.parent / f".{target.parent.name}.partial"
+    partial, previous = staging / target.name, staging / f"{target.name}.previous"
+    for folder in (partial, previous):
+        shutil.rmtree(folder, ignore_errors=True)
+    pipeline.save_pretrained(partial)
+    released = partial / "released"
+    save_released_format(pipeline, released)
+    # The rest of the released layout (Moore-AnimateAnyone's pretrained_weights/): the UNet config, and the VAE
+    # and image encoder, which training never changes, as links to our copies.
+    pipeline.reference_unet.save_config(released / "stable-diffusion-v1-5" / "unet")
+    (released / "sd-vae-ft-mse").symlink_to(Path("..") / "vae", target_is_directory=True)
+    (released / "image_encoder").symlink_to(Path("..") / "image_encoder", target_is_directory=True)
+    released_scheduler = PROFILES["animate_anyone"].scheduler
+    if pipeline.scheduler.config.beta_schedule != released_scheduler["beta_schedule"]:
+        logger.warning(
+            "Trained with %s betas; the released format implies %s: load the released/ copy with a matching scheduler",
+            pipeline.scheduler.config.beta_schedule,
+            released_scheduler["beta_schedule"],
+        )
+    record = {"stage": config.stage, "step": step, "config": dataclasses.asdict(config)}
+    (partial / "training.json").write_text(json.dumps(record, indent=2) + "\n")
+    _sync_tree(partial)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    if target.exists():
+        os.replace(target, previous)
+    os.replace(partial, target)
+    _sync(target.parent)
+    shutil.rmtree(previous, ignore_errors=True)
+    with contextlib.suppress(OSError):  # other runs may be exporting through it
+        staging.rmdir()
+    logger.info("Exported %s (step %d) to %s", config.run_name, step, target)
+    return target
+
+
+def _uint8(images: torch.Tensor) -> np.ndarray:
+    """(n, 3, H, W) in [-1, 1] -> (n, H, W, 3) uint8."""
+    return to_uint8((images.float() / 2 + 0.5).clamp(0, 1))
+
+
+def _sync_tree(folder: Path) -> None:
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if not path.is_symlink():
+            _sync(path)
+    _sync(folder)
+
+
+def _sync(path: Path) -> None:
+    """fsync a file or a folder (a folder's entries are what makes a rename durable)."""
+    descriptor = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
