@@ -46,13 +46,14 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--seed", type=int, default=-1, help="random seed (-1: random; the seed used is printed)")
     generate.add_argument("--stride", type=int, default=1, help="use every n-th driving frame")
     generate.add_argument("--resolution", type=int, help="short side of the output in pixels (default: the model's)")
-    generate.add_argument("--context-frames", type=int, default=24, help="frames per window (default: 24)")
-    generate.add_argument("--context-overlap", type=int, default=4, help="frames shared by windows (default: 4)")
+    generate.add_argument("--context-frames", type=int, help="frames per window (default: the model's)")
+    generate.add_argument("--context-overlap", type=int, help="frames shared by windows (default: the model's)")
     generate.add_argument("--scheduler", default="ddim", choices=sorted(SCHEDULERS), help="sampler (default: ddim)")
     generate.add_argument("--backend", default="auto", choices=["auto", *pose.BACKENDS], help="pose detector")
     generate.add_argument("--align", default="global", choices=pose.ALIGN_MODES, help="fit of the skeleton")
     generate.add_argument("--no-hands", action="store_true", help="leave the hands out of the skeleton")
     generate.add_argument("--no-face", action="store_true", help="leave the face out of the skeleton")
+    # The built-in model was trained on body-only skeletons, so its defaults leave hands and face out.
     generate.add_argument("--side-by-side", action="store_true", help="write character | skeleton | result")
     generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
     generate.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
@@ -78,13 +79,13 @@ def _generate(args: argparse.Namespace) -> int:
         max_frames=args.frames,
         stride=args.stride,
         short_side=args.resolution or defaults["short_side"],
-        context_frames=args.context_frames,
-        context_overlap=args.context_overlap,
+        context_frames=args.context_frames or defaults["context_frames"],
+        context_overlap=args.context_overlap if args.context_overlap is not None else defaults["context_overlap"],
         scheduler=args.scheduler,
         backend=args.backend,
         align=args.align,
-        hands=not args.no_hands,
-        face=not args.no_face,
+        hands=defaults["hands"] and not args.no_hands,
+        face=defaults["face"] and not args.no_face,
         side_by_side=args.side_by_side,
     )
     character = _read_image(args.image)

@@ -261,11 +261,19 @@ def generate_video(
 # A saved model folder may carry `generation_defaults.json` with the settings it works best with (the built-in
 # model: its training resolution and a step count that keeps it fast); the released weights use the reference's.
 DEFAULTS_FILE = "generation_defaults.json"
-RELEASED_DEFAULTS = {"short_side": 512, "steps": 30, "guidance": 3.5}
+RELEASED_DEFAULTS = {
+    "short_side": 512,
+    "steps": 30,
+    "guidance": 3.5,
+    "hands": True,
+    "face": True,
+    "context_frames": 24,
+    "context_overlap": 4,
+}
 
 
 def model_defaults(model: ModelEntry | str | os.PathLike) -> dict:
-    """The model's preferred `short_side`, `steps` and `guidance`."""
+    """The settings the model is meant to be used with (see RELEASED_DEFAULTS for the keys)."""
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     if (folder / DEFAULTS_FILE).is_file():
         return {**RELEASED_DEFAULTS, **json.loads((folder / DEFAULTS_FILE).read_text())}

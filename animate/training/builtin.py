@@ -1,0 +1,88 @@
+"""Reproduces the built-in model (`weights/tiny/`) from this repository alone, on a CPU:
+
+    python -m animate.training.builtin            # every step resumes where it stopped when run again
+
+1. a small VAE trained on puppet frames (`animate.training.vae`);
+2. the starting model: fresh weights of the "small" architecture (animate/architecture.py) with that VAE;
+3. stage 1 and 4. stage 2 with the presets `builtin_stage1.yaml` and `builtin_stage2.yaml`;
+5. `weights/tiny/`: the stage-2 model as a saved pipeline (without the released-format copy), with
+   `generation_defaults.json`, the settings it is meant to be used with.
+
+Runs and intermediate exports go to `runs/builtin/`. Each step runs in its own process, as from the command line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from diffusers import AutoencoderKL
+
+from animate.architecture import build_pipeline
+from animate.generate import DEFAULTS_FILE
+from animate.training.config import load_config
+from animate.weights import WEIGHTS_DIR
+
+ROOT = WEIGHTS_DIR.parent
+RUNS = ROOT / "runs" / "builtin"
+VAE_OPTIONS = ["--steps=2000", "--batch_size=12", "--crop=64", "--save_every=250", "--log_every=25"]
+# What the app and the CLI use with this model: its training resolution, puppet skeletons (no hands or face
+# dots), windows within its 16-frame training clips, and few enough steps to stay within a minute for 48 frames.
+GENERATION_DEFAULTS = {
+    "short_side": 128,
+    "steps": 12,
+    "guidance": 3.5,
+    "hands": False,
+    "face": False,
+    "context_frames": 16,
+    "context_overlap": 4,
+}
+
+
+def run(*command: str) -> None:
+    print("$", " ".join(command), flush=True)
+    subprocess.run([sys.executable, *command], cwd=ROOT, check=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(prog="python -m animate.training.builtin", description=__doc__.split("\n\n")[0])
+    parser.add_argument("--output", type=Path, default=WEIGHTS_DIR / "tiny", help="where the model goes")
+    args = parser.parse_args()
+    started = time.monotonic()
+
+    vae_folder = RUNS / "vae" / "vae"
+    if not (vae_folder / "config.json").is_file():
+        run("-m", "animate.training.vae", f"--output={RUNS / 'vae'}", *VAE_OPTIONS)
+
+    init = RUNS / "init"
+    if not (init / "model_index.json").is_file():
+        pipeline = build_pipeline("small", seed=0, motion=False)
+        pipeline = type(pipeline)(**{**pipeline.components, "vae": AutoencoderKL.from_pretrained(vae_folder)})
+        pipeline.save_pretrained(init)
+
+    for stage in (1, 2):
+        config = load_config(f"builtin_stage{stage}")
+        if not (config.export_path / "model_index.json").is_file():
+            run("-m", "animate.training", f"--stage={stage}", f"--config=builtin_stage{stage}")
+
+    final = load_config("builtin_stage2").export_path
+    partial = args.output.with_name(f".{args.output.name}.partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    shutil.copytree(final, partial, ignore=shutil.ignore_patterns("released"))
+    (partial / DEFAULTS_FILE).write_text(json.dumps(GENERATION_DEFAULTS, indent=2) + "\n")
+    if args.output.exists():
+        shutil.rmtree(args.output)
+    os.replace(partial, args.output)
+    size = sum(path.stat().st_size for path in args.output.rglob("*") if path.is_file())
+    print(f"Built-in model in {args.output} ({size / 2**20:.1f} MiB) after {(time.monotonic() - started) / 3600:.2f} h")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
