@@ -5,6 +5,9 @@ One process (CPU or one GPU) as is; several GPUs or machines through accelerate'
     accelerate launch --config_file animate/training/configs/accelerate_multi_gpu.yaml \\
         -m animate.training --stage 1 --config stage1 --run_name=mine
 
+(Several processes on a CPU, to try data parallelism: `ACCELERATE_USE_CPU=1 accelerate launch --multi_gpu
+--num_processes 2 -m animate.training ...`; accelerate's own `--cpu` launches several processes only through MPI.)
+
 FILE is a YAML file or a preset in animate/training/configs (stage1, stage2: the reference's GPU settings;
 tiny_stage1, tiny_stage2: a tiny model on a CPU). Any field of `TrainConfig` (animate/training/config.py, where
 each is explained) can be overridden: `--learning_rate=2e-5`, `--max_steps 500`. A run picks up from its newest
@@ -16,6 +19,8 @@ from __future__ import annotations
 import argparse
 import logging
 from collections.abc import Sequence
+
+from accelerate import PartialState
 
 from animate.training.config import load_config
 from animate.training.train import train
@@ -53,13 +58,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("accelerate", "diffusers", "transformers"):  # per-checkpoint and per-load chatter
         logging.getLogger(noisy).setLevel(logging.WARNING)
-    print(f"Run folder: {config.run_dir}")
     try:
         train(config)
     except (ValueError, ImportError) as error:
         print(f"error: {error}")
         return 1
-    print(f"Exported to {config.export_path} (and its released/ folder)")
+    PartialState().print(f"Run folder: {config.run_dir}\nExported to {config.export_path} (and its released/ folder)")
     return 0
 
 
