@@ -524,13 +524,18 @@ def export(pipeline: AnimateAnyonePipeline, config: TrainConfig, step: int) -> P
     pipeline.reference_unet.save_config(released / "stable-diffusion-v1-5" / "unet")
     (released / "sd-vae-ft-mse").symlink_to(Path("..") / "vae", target_is_directory=True)
     (released / "image_encoder").symlink_to(Path("..") / "image_encoder", target_is_directory=True)
-    released_scheduler = PROFILES["animate_anyone"].scheduler
-    if pipeline.scheduler.config.beta_schedule != released_scheduler["beta_schedule"]:
-        logger.warning(
-            "Trained with %s betas; the released format implies %s: load the released/ copy with a matching scheduler",
-            pipeline.scheduler.config.beta_schedule,
-            released_scheduler["beta_schedule"],
-        )
+    # The released format records neither the betas nor the motion modules' heads: its loader assumes the
+    # released model's.
+    profile = PROFILES["animate_anyone"]
+    assumed = {"beta_schedule": (pipeline.scheduler.config.beta_schedule, profile.scheduler["beta_schedule"])}
+    if isinstance(pipeline.denoising_unet, UNetMotionModel):
+        heads = pipeline.denoising_unet.config.motion_num_attention_heads
+        assumed["motion_num_attention_heads"] = (heads, profile.motion_num_attention_heads)
+    for name, (ours, released_value) in assumed.items():
+        if ours != released_value:
+            logger.warning(
+                "%s is %s; loading released/ with load_released_pipeline assumes %s", name, ours, released_value
+            )
     record = {"stage": config.stage, "step": step, "config": dataclasses.asdict(config)}
     (partial / "training.json").write_text(json.dumps(record, indent=2) + "\n")
     _sync_tree(partial)
