@@ -465,7 +465,7 @@ def test_validation_does_not_leak_memory(tmp_path):
 
 def test_presets_load_with_the_reference_settings():
     presets = {path.stem: load_config(path) for path in CONFIGS_DIR.glob("*stage*.yaml")}
-    assert set(presets) == {"stage1", "stage2", "tiny_stage1", "tiny_stage2"}
+    assert set(presets) >= {"stage1", "stage2", "tiny_stage1", "tiny_stage2"}  # every preset loads
     stage1, stage2 = presets["stage1"], presets["stage2"]
     assert (stage1.stage, stage1.width, stage1.height, stage1.learning_rate, stage1.max_steps) == (
         1,
