@@ -185,7 +185,10 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         if isinstance(self.denoising_unet, UNetMotionModel):
             extend_motion_position_encoding(self.denoising_unet, max(len(window) for window in windows))
 
-        # 2. Reference: CLIP embedding (cross-attention context) and ReferenceNet features, once
+        # 2. Reference: CLIP embedding (cross-attention context) and ReferenceNet features, once. The processors are
+        # bound again first: another pipeline sharing these UNets (say, one with the same ReferenceNet and a 2D UNet)
+        # may have bound them to its own feature store since.
+        install_reference_attention(self.reference_unet, self.denoising_unet, self.reference_features)
         image_embeds = self.encode_reference_image(reference_image, clip_resize)  # (1, 1, dim)
         context = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if do_guidance else image_embeds
         reference_latents = self.encode_reference_latents(reference_image, height, width)
