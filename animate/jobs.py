@@ -1,0 +1,376 @@
+"""Job control for the app, kept out of the UI: a folder per job, per-session cancellation, one generation at a time,
+the loaded model, a pose cache that lets "Animate" reuse what "Preview skeleton" extracted, and cleanup of old jobs.
+
+app.py wires these to Gradio; nothing here imports gradio, so the same calls work from a script or a test:
+
+    jobs = Jobs(Path("/tmp/jobs"))
+    job = jobs.start("session-1", "animate")              # its own folder, its own cancel event
+    skeletons, reused = poses.skeletons(character, "dance.mp4", width, height, settings, cancel=job.cancel)
+    ...generate_video(..., cancel=job.cancel)...
+    jobs.finish(job)                                       # the folder stays until it is old enough to clean up
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+import re
+import shutil
+import threading
+import time
+import uuid
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import PIL.Image
+import PIL.ImageOps
+import torch
+
+import pose
+from animate.generate import (
+    GenerationCancelled,
+    GenerationSettings,
+    Progress,
+    Skeletons,
+    load_model,
+    prepare_skeletons,
+)
+from animate.pipeline import AnimateAnyonePipeline
+from animate.weights import ModelEntry
+
+logger = logging.getLogger(__name__)
+
+JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{16}$")  # what `new_job_id` makes; anything else is not ours
+RESULT_NAME = "animation.mp4"
+
+
+class JobBusyError(RuntimeError):
+    """The session already has a job running."""
+
+    def __init__(self, job: Job):
+        self.job = job
+        super().__init__(f"a {job.kind} job of this session is still running")
+
+
+@dataclass
+class Job:
+    id: str
+    session: str
+    kind: str  # "preview" or "animate"
+    folder: Path
+    cancel: threading.Event = field(default_factory=threading.Event)
+    done: threading.Event = field(default_factory=threading.Event)  # set by `Jobs.finish`
+    started: float = field(default_factory=time.monotonic)
+    # Called (from the cancelling thread) when the job is cancelled: lets a running pipeline stop before its next
+    # window instead of at the end of the denoising step.
+    on_cancel: list[Callable[[], None]] = field(default_factory=list)
+
+
+def new_job_id() -> str:
+    """Sortable by time, and unguessable (64 random bits): the id is all a browser needs to fetch its results."""
+    return f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:16]}"
+
+
+class Jobs:
+    """The jobs of every session: each gets `root/<job id>/`, and a session runs one job at a time.
+
+    Generation holds `gpu` (one at a time on the device, whatever the web framework's queue does); job folders older
+    than `keep_seconds` are deleted when a new job starts.
+    """
+
+    def __init__(self, root: Path, keep_seconds: float = 24 * 3600):
+        self.root = Path(root)
+        self.keep_seconds = keep_seconds
+        self.gpu = threading.Lock()
+        self._lock = threading.Lock()
+        self._active: dict[str, Job] = {}  # session -> its running job
+
+    def start(self, session: str, kind: str, job_id: str | None = None) -> Job:
+        """A new job for `session` in a fresh folder; raises JobBusyError if the session has one running."""
+        if job_id is not None and not JOB_ID.match(job_id):
+            raise ValueError(f"not a job id: {job_id!r}")
+        with self._lock:
+            if session in self._active:
+                raise JobBusyError(self._active[session])
+            job_id = job_id or new_job_id()
+            folder = self.root / job_id
+            folder.mkdir(parents=True, exist_ok=True)
+            job = Job(job_id, session, kind, folder)
+            self._active[session] = job
+        self.clean_up()
+        return job
+
+    def finish(self, job: Job) -> None:
+        with self._lock:
+            if self._active.get(job.session) is job:
+                del self._active[job.session]
+        job.done.set()
+
+    def cancel(self, session: str) -> Job | None:
+        """Asks the session's running job to stop; returns it, or None if there is none."""
+        with self._lock:
+            job = self._active.get(session)
+        if job is not None:
+            job.cancel.set()
+            for callback in job.on_cancel:
+                callback()
+        return job
+
+    def get(self, job_id: str) -> Job | None:
+        """The running job with this id, or None."""
+        with self._lock:
+            return next((job for job in self._active.values() if job.id == job_id), None)
+
+    def active(self, kind: str | None = None) -> list[Job]:
+        with self._lock:
+            return [job for job in self._active.values() if kind is None or job.kind == kind]
+
+    def result(self, job_id: str) -> Path | None:
+        """The finished video of a job, if it exists (any string is safe to pass: ids are checked)."""
+        if not JOB_ID.match(job_id):
+            return None
+        path = self.root / job_id / RESULT_NAME
+        return path if path.is_file() else None
+
+    def clean_up(self) -> list[Path]:
+        """Deletes job folders older than `keep_seconds` (never a running job's); returns what was deleted."""
+        if not self.root.is_dir():
+            return []
+        with self._lock:
+            running = {job.folder for job in self._active.values()}
+        deadline = time.time() - self.keep_seconds
+        removed = []
+        for folder in self.root.iterdir():
+            ours = folder.is_dir() and JOB_ID.match(folder.name) and folder not in running
+            if ours and folder.stat().st_mtime < deadline:
+                shutil.rmtree(folder, ignore_errors=True)
+                removed.append(folder)
+        if removed:
+            logger.info("Removed %d job folders older than %.0f h", len(removed), self.keep_seconds / 3600)
+        return removed
+
+
+def read_character(path: str | Path) -> np.ndarray:
+    """The character image as RGB uint8, upright as its EXIF orientation says. Raises ValueError if it is no image."""
+    try:
+        with PIL.Image.open(path) as image:
+            image = PIL.ImageOps.exif_transpose(image)
+            return np.asarray(image.convert("RGB"))
+    except (OSError, ValueError, SyntaxError) as error:  # PIL raises all three for broken files
+        raise ValueError(f"{Path(path).name} is not an image that can be read ({error}).") from error
+
+
+def clip_frames(info: pose.VideoInfo, length: float, unit: str, stride: int) -> tuple[int, str]:
+    """Frames to generate for a clip of `length` seconds or frames (`unit`) with every `stride`-th driving frame, and
+    a note for the user when that is more than the video has (the clip is then the whole video)."""
+    if unit not in ("seconds", "frames"):
+        raise ValueError(f"unit must be seconds or frames, got {unit!r}")
+    available = max(1, math.ceil(info.num_frames / stride))
+    wanted = round(length * info.fps / stride) if unit == "seconds" else round(length)
+    if wanted < 1:
+        raise ValueError(f"The clip length must be at least one frame, got {length:g} {unit}.")
+    if wanted <= available:
+        return wanted, ""
+    asked = f"{length:g} s" if unit == "seconds" else f"{wanted} frames"
+    return available, (
+        f"The driving video is {info.duration:.1f} s long ({available} frames at stride {stride}), shorter than the "
+        f"{asked} asked for: the whole video is animated."
+    )
+
+
+def file_digest(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as file:
+        while chunk := file.read(4 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+@dataclass
+class _Driving:
+    sequence: pose.PoseSequence
+    complete: bool  # the extraction reached the end of the video
+
+
+class PoseCache:
+    """Poses already computed, keyed by file content and pose options: the driving video's extracted poses (the slow
+    part, reused by "Animate" after "Preview skeleton", or for a shorter clip), the character's detected pose, and
+    whether a video is a skeleton video. Holds the last few of each; thread-safe."""
+
+    def __init__(self, weights_dir: Path, size: int = 8):
+        self.weights_dir = Path(weights_dir)
+        self.size = size
+        self._lock = threading.Lock()
+        self._entries: OrderedDict[tuple, object] = OrderedDict()
+
+    def _get(self, key: tuple):
+        with self._lock:
+            if key in self._entries:
+                self._entries.move_to_end(key)
+                return self._entries[key]
+        return None
+
+    def _put(self, key: tuple, value) -> None:
+        with self._lock:
+            self._entries[key] = value
+            while len(self._entries) > self.size * 3:
+                self._entries.popitem(last=False)
+
+    def backend(self, name: str) -> str:
+        return pose.default_backend(self.weights_dir) if name == "auto" else name
+
+    def is_skeleton_video(self, video: str | Path) -> bool:
+        key = ("skeleton?", file_digest(video))
+        found = self._get(key)
+        if found is None:
+            found = pose.is_skeleton_video(video)
+            self._put(key, found)
+        return found
+
+    def driving_poses(
+        self,
+        video: str | Path,
+        settings: GenerationSettings,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> tuple[pose.PoseSequence, bool]:
+        """The first `settings.max_frames` poses of the video (all when None) and whether they came from the cache."""
+        backend = self.backend(settings.backend)
+        key = ("driving", file_digest(video), backend, settings.hands, settings.face, settings.stride)
+        cached: _Driving | None = self._get(key)
+        wanted = settings.max_frames
+        if cached is not None and (cached.complete or (wanted is not None and len(cached.sequence) >= wanted)):
+            sequence = cached.sequence
+            if wanted is not None and wanted < len(sequence):
+                frames = sequence.frames[:wanted]
+                interpolated = [index for index in sequence.interpolated if index < wanted]
+                sequence = pose.PoseSequence(
+                    frames, sequence.fps, sequence.width, sequence.height, sequence.backend, interpolated
+                )
+            return sequence, True
+        sequence = pose.extract_poses(
+            video,
+            backend=backend,
+            stride=settings.stride,
+            max_frames=wanted,
+            hands=settings.hands,
+            face=settings.face,
+            progress=progress,
+            weights_dir=self.weights_dir,
+        )
+        self._put(key, _Driving(sequence, complete=wanted is None or len(sequence) < wanted))
+        return sequence, False
+
+    def character_pose(self, character: np.ndarray, backend: str, hands: bool, face: bool) -> pose.PoseFrame:
+        backend = self.backend(backend)
+        key = ("character", hashlib.sha256(character.tobytes()).hexdigest(), character.shape, backend, hands, face)
+        found = self._get(key)
+        if found is None:
+            detector = pose.get_detector(backend, self.weights_dir, hands=hands, face=face)
+            try:
+                found = detector.detect(character)
+            finally:
+                detector.close()
+            self._put(key, found)
+        return found
+
+    def skeletons(
+        self,
+        character: np.ndarray,
+        video: str | Path,
+        width: int,
+        height: int,
+        settings: GenerationSettings,
+        progress: Progress | None = None,
+        cancel: threading.Event | None = None,
+    ) -> tuple[Skeletons, bool]:
+        """What `animate.generate.prepare_skeletons` returns, with the slow pose extraction cached; and whether the
+        poses were reused from an earlier call."""
+        if self.is_skeleton_video(video):
+            return prepare_skeletons(character, video, width, height, settings, progress, cancel), False
+        started = time.monotonic()
+
+        def extraction_progress(done: int, total: int) -> None:
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled()
+            if progress is not None:
+                left = (time.monotonic() - started) / done * (total - done)
+                progress(done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
+
+        sequence, reused = self.driving_poses(video, settings, extraction_progress)
+        warnings = []
+        if sequence.missing_frames:
+            warnings.append(f"No person was found in {len(sequence.missing_frames)} of {len(sequence)} driving frames.")
+        character_pose = self.character_pose(
+            character, sequence.backend or settings.backend, settings.hands, settings.face
+        )
+        aligned, align_warnings = pose.align_poses(sequence, character_pose, settings.align)
+        frames = pose.SkeletonFrames(aligned, width, height, hands=settings.hands, face=settings.face)
+        fps = sequence.fps
+        return Skeletons(frames, fps, "extracted", warnings + align_warnings, aligned), reused
+
+
+def write_preview(
+    character: np.ndarray,
+    skeletons: Skeletons,
+    folder: Path,
+    progress: Progress | None = None,
+    cancel: threading.Event | None = None,
+) -> tuple[Path, np.ndarray]:
+    """What the user checks before spending time on generation: `folder/skeleton.mp4`, the skeleton frames the model
+    will follow, and one of them drawn over the character (the most confident one, or the middle one of a skeleton
+    video)."""
+    frames = skeletons.frames
+    if skeletons.poses is not None:
+        overlay = pose.preview_on_character(character, skeletons.poses)
+    else:
+        skeleton = frames[len(frames) // 2]
+        size = (skeleton.shape[1], skeleton.shape[0])
+        resized = np.asarray(PIL.Image.fromarray(character).resize(size, PIL.Image.LANCZOS))
+        drawn = skeleton.max(axis=2, keepdims=True) > 30
+        overlay = np.where(drawn, skeleton, (resized * 0.5).astype(np.uint8))
+    path = folder / "skeleton.mp4"
+    started = time.monotonic()
+    with pose.VideoWriter(path, skeletons.fps) as writer:
+        for index in range(len(frames)):
+            if cancel is not None and cancel.is_set():
+                raise GenerationCancelled()
+            writer.write(frames[index])
+            done = index + 1
+            if progress is not None and (done % 8 == 0 or done == len(frames)):
+                left = (time.monotonic() - started) / done * (len(frames) - done)
+                progress(
+                    done / len(frames),
+                    f"Drawing the skeleton video: frame {done}/{len(frames)}, about {left:.0f} s left",
+                )
+    return path, overlay
+
+
+class LoadedModel:
+    """The one pipeline kept in memory: loading takes seconds (the released weights: tens of seconds), so it stays
+    loaded between jobs and is replaced when another model, device or precision is asked for, or its files change."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._key: tuple | None = None
+        self._loaded: tuple[AnimateAnyonePipeline, list[Path]] | None = None
+
+    def get(
+        self, model: ModelEntry, device: torch.device, dtype: torch.dtype
+    ) -> tuple[AnimateAnyonePipeline, list[Path]]:
+        marker = model.path / "model_index.json"
+        files = [marker] if marker.is_file() else sorted(model.path.glob("*.pth"))
+        stamp = tuple((file.name, file.stat().st_mtime_ns) for file in files)
+        key = (str(model.path), model.kind, stamp, str(device), str(dtype))
+        with self._lock:
+            if key != self._key:
+                self._loaded = self._key = None
+                if device.type == "cuda":
+                    torch.cuda.empty_cache()  # free the previous model before loading the next
+                pipeline, model_files = load_model(model, device, dtype)
+                pipeline.set_progress_bar_config(disable=True)  # the app reports progress itself
+                self._key, self._loaded = key, (pipeline, model_files)
+            return self._loaded

@@ -1,0 +1,315 @@
+"""The app through its API, as a user's script calls it (gradio_client): the whole path on the real dance video with
+a tiny random model, every kind of bad input, cancel and the queue, the weights panel and the training tab.
+
+One server for the session (`app_url`), on weights, runs and job folders of its own in a temporary folder; the
+browser test (test_app_browser.py) uses the same one.
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import imageio_ffmpeg
+import numpy as np
+import psutil
+import pytest
+from gradio_client import Client, handle_file
+from gradio_client.exceptions import AppError
+from PIL import Image
+
+from animate.architecture import build_pipeline
+from animate.export import read_settings
+from conftest import ROOT
+from pose.video import probe_video, read_frames
+
+MAX_UPLOAD_MB = 4
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def app_home(tmp_path_factory) -> Path:
+    """A weights folder with a tiny random model (the built-in one is still being trained), and room for runs and
+    jobs."""
+    home = tmp_path_factory.mktemp("app")
+    build_pipeline("tiny", seed=0).save_pretrained(home / "weights" / "tiny")
+    return home
+
+
+@pytest.fixture(scope="session")
+def app_module(app_home):
+    """`import app` with its environment pointing into `app_home`; what the import did is noted before any call."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("ANIMATE_WEIGHTS_DIR", str(app_home / "weights"))
+        patch.setenv("ANIMATE_RUNS_DIR", str(app_home / "runs"))
+        patch.setenv("ANIMATE_JOBS_DIR", str(app_home / "jobs"))
+        patch.setenv("ANIMATE_MAX_UPLOAD_MB", str(MAX_UPLOAD_MB))
+        patch.setenv("ANIMATE_MAX_QUEUE", "1")
+        patch.setenv("GRADIO_ANALYTICS_ENABLED", "False")
+        import app
+
+        app.after_import = {"running": app.demo.is_running, "model loaded": app.loaded_model._loaded is not None}
+        yield app
+
+
+@pytest.fixture(scope="session")
+def app_url(app_module):
+    port = free_port()
+    app_module.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
+    yield f"http://127.0.0.1:{port}/"
+    app_module.demo.close()
+
+
+@pytest.fixture
+def client(app_url) -> Client:
+    """A fresh browser session."""
+    return Client(app_url, verbose=False, download_files=True)
+
+
+@pytest.fixture(scope="session")
+def media(data_dir, tmp_path_factory) -> dict[str, Path]:
+    """The first two seconds of the real dance video (with its audio), and files that are not what they claim."""
+    folder = tmp_path_factory.mktemp("media")
+    ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
+    dance = folder / "dance_2s.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(data_dir / "dance.mp4"), "-t", "2", "-c", "copy", str(dance)],
+                   check=True)  # fmt: skip
+    nobody = folder / "nobody.mp4"  # a test pattern: a video, but no person in it
+    subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=12", "-t", "1",
+                    "-pix_fmt", "yuv420p", str(nobody)], check=True)  # fmt: skip
+    (folder / "notes.mp4").write_text("not a video")
+    (folder / "truncated.mp4").write_bytes((data_dir / "dance.mp4").read_bytes()[:100_000])
+    (folder / "notes.png").write_text("not an image")
+    Image.new("RGB", (400, 600), (40, 120, 200)).save(folder / "blank.png")
+    (folder / "huge.mp4").write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1_000_000))
+    return {"dance": dance, "nobody": nobody, "girl": data_dir / "ref_girl.png", "kps": data_dir / "dance_kps.mp4"} | {
+        path.name: path for path in folder.iterdir()
+    }
+
+
+def warnings_of(job) -> list[str]:
+    """The gr.Warning messages a finished job sent."""
+    messages = []
+    while not job.communicator.updates.empty():
+        update = job.communicator.updates.get_nowait()
+        if getattr(update, "log", None) and update.log[1] == "warning":
+            messages.append(update.log[0])
+    return messages
+
+
+def wait_for(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def test_importing_the_app_loads_no_model_and_starts_no_server(app_module):
+    assert app_module.after_import == {"running": False, "model loaded": False}
+
+
+def test_every_listener_has_an_api_name(app_module):
+    names = [fn.api_name for fn in app_module.demo.fns.values()]
+    assert all(names), names
+    assert len(set(names)) == len(names)
+    assert {"preview", "animate", "cancel", "download_weights", "build_dataset", "start_training"} <= set(names)
+
+
+def test_python_app_py_serves_on_gradio_host_and_port_and_borrows_a_spaces_gpu(app_home, tmp_path):
+    """`python app.py` as a Space runs it: host and port from Gradio's variables, and `spaces.GPU` wrapping the
+    generation when the `spaces` package is there (a stand-in here: the real one needs a Space)."""
+    (tmp_path / "spaces.py").write_text(
+        "def GPU(duration=None):\n"
+        "    def lend(function):\n"
+        "        print(f'spaces.GPU({duration}) lends a GPU to {function.__name__}', flush=True)\n"
+        "        return function\n"
+        "    return lend\n"
+    )
+    port = free_port()
+    env = os.environ | {
+        "PYTHONPATH": str(tmp_path), "GRADIO_SERVER_NAME": "127.0.0.1", "GRADIO_SERVER_PORT": str(port),
+        "ANIMATE_WEIGHTS_DIR": str(app_home / "weights"), "ANIMATE_JOBS_DIR": str(tmp_path / "jobs"),
+        "ANIMATE_RUNS_DIR": str(tmp_path / "runs"), "GRADIO_ANALYTICS_ENABLED": "False",
+    }  # fmt: skip
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        lines = []
+        wait_for(lambda: lines.append(server.stdout.readline()) or f":{port}" in lines[-1], 120, "the server")
+        assert f"http://127.0.0.1:{port}" in lines[-1]
+        assert any("spaces.GPU(300) lends a GPU to generate_on_gpu" in line for line in lines)
+        api = Client(f"http://127.0.0.1:{port}/", verbose=False).view_api(print_info=False, return_format="dict")
+        assert "/animate" in api["named_endpoints"]
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
+def test_preview_then_animate_on_the_dance_video(client, media):
+    """The user's path: preview the skeleton, animate (reusing the poses), get an mp4 with the dance's audio, its
+    settings file, the seed, and the result again under Recent results."""
+    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
+    video, overlay, notes = client.predict(girl, dance, api_name="/preview")
+    frames = list(read_frames(video))
+    assert len(frames) > 40 and "extracted with mediapipe" in notes
+    skeleton = frames[len(frames) // 2]
+    assert (skeleton.max(axis=2) < 30).mean() > 0.8  # black, with a coloured skeleton on it
+    assert np.asarray(Image.open(overlay)).shape[:2] == (1216, 704)  # drawn over the character itself
+
+    history = client.predict(girl, dance, "tiny", [], api_name="/check_animate")  # the job id goes into the history
+    result, settings_file, seed, notes = client.predict(
+        character=girl, driving_video=dance, steps=2, resolution=64, clip_length=12, clip_unit="frames",
+        api_name="/animate",
+    )  # fmt: skip
+    assert "The poses from the preview were reused" in notes
+    info = probe_video(result)
+    assert info.has_audio and info.fps == 24 and (info.width, info.height) == (64, 112)
+    assert abs(info.duration - 12 / 24) < 0.05
+    settings = json.loads(Path(settings_file).read_text())
+    assert settings["seed"] == int(seed) >= 0 and settings["frames"] == 12 and settings["steps"] == 2
+    assert read_settings(result)["seed"] == int(seed)
+    gallery = client.predict(history, api_name="/recent_results")
+    assert len(history) == 1 and len(gallery) == 1 and Path(gallery[0]["video"]).name == "animation.mp4"
+
+
+def test_a_skeleton_video_is_detected_and_used_as_it_is(client, media):
+    text, _ = client.predict(handle_file(media["kps"]), "seconds", 1, api_name="/describe_video")
+    assert text.startswith("**Skeleton video**")
+    video, _, notes = client.predict(handle_file(media["girl"]), handle_file(media["kps"]), clip_length=10,
+                                     clip_unit="frames", api_name="/preview")  # fmt: skip
+    assert "10 skeleton frames at 30 fps, read from the skeleton video" in notes
+    assert probe_video(video).fps == 30
+
+
+def test_a_clip_longer_than_the_video_is_cut_to_it_with_a_note(client, media):
+    job = client.submit(handle_file(media["girl"]), handle_file(media["dance"]), clip_length=60, api_name="/preview")
+    notes = job.result()[2]
+    assert "shorter than the 60 s asked for: the whole video is animated" in notes
+    assert any("shorter than the 60 s" in warning for warning in warnings_of(job))
+
+
+@pytest.mark.parametrize(
+    ("character", "video", "message"),
+    [
+        (None, "dance", "Upload a character image first"),
+        ("girl", None, "Upload a driving video"),
+        ("notes.png", "dance", "notes.png is not an image that can be read"),
+        ("girl", "notes.mp4", "Could not read notes.mp4 as a video"),
+        ("girl", "truncated.mp4", "Could not read truncated.mp4 as a video"),
+        ("girl", "nobody", "No person was found in nobody.mp4"),
+    ],
+)
+def test_bad_input_gets_a_sentence_saying_what_to_do(client, media, character, video, message):
+    inputs = {
+        "character": handle_file(media[character]) if character else None,
+        "driving_video": handle_file(media[video]) if video else None,
+        "clip_length": 6,
+        "clip_unit": "frames",
+    }
+    for endpoint, options in (("/preview", {}), ("/animate", {"steps": 1, "resolution": 64})):
+        with pytest.raises(AppError, match=message) as error:
+            client.predict(**inputs, **options, api_name=endpoint)
+        assert "Traceback" not in str(error.value)
+
+
+def test_a_character_without_a_person_is_a_warning(client, media):
+    job = client.submit(handle_file(media["blank.png"]), handle_file(media["dance"]), clip_length=6,
+                        clip_unit="frames", api_name="/preview")  # fmt: skip
+    assert "No person was found in the character image" in job.result()[2]
+    assert any("No person was found in the character image" in warning for warning in warnings_of(job))
+
+
+def test_a_too_large_upload_is_refused_before_it_is_sent(client, media):
+    with pytest.raises(ValueError, match="exceeds the maximum file size"):
+        client.predict(handle_file(media["girl"]), handle_file(media["huge.mp4"]), api_name="/preview")
+
+
+def test_a_model_with_a_missing_weight_file_or_an_unknown_model(client, media, app_home):
+    broken = app_home / "weights" / "trained" / "broken"
+    shutil.copytree(app_home / "weights" / "tiny", broken)
+    for weights in (broken / "denoising_unet").glob("*.safetensors"):
+        weights.unlink()
+    inputs = {"character": handle_file(media["girl"]), "driving_video": handle_file(media["dance"]), "steps": 1,
+              "resolution": 64, "clip_length": 4, "clip_unit": "frames"}  # fmt: skip
+    with pytest.raises(AppError, match="The model trained/broken could not be loaded: .*Download it again"):
+        client.predict(**inputs, model="trained/broken", api_name="/animate")
+    with pytest.raises(AppError, match="Unknown model 'nonesuch': choose one of tiny, trained/broken"):
+        client.predict(**inputs, model="nonesuch", api_name="/animate")
+    shutil.rmtree(broken)
+
+
+def test_one_animation_at_a_time_a_bounded_queue_and_cancel(app_url, media):
+    """A runs; A clicking again is told to wait; B is warned and queued; C finds the queue full (1 here); Cancel
+    takes B out of the queue and stops A within a denoising step."""
+    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
+    a, b, c = (Client(app_url, verbose=False) for _ in range(3))
+    long_job = {"character": girl, "driving_video": dance, "steps": 100, "resolution": 64, "clip_length": 8,
+                "clip_unit": "frames"}  # fmt: skip
+    running = a.submit(**long_job, api_name="/animate")
+    wait_for(lambda: any("Denoising" in (unit.desc or "") for unit in running.status().progress_data or []), 120,
+             "the first denoising step")  # fmt: skip
+    with pytest.raises(AppError, match="Your previous job is still running: wait for it, or press Cancel"):
+        a.predict(girl, dance, "tiny", [], api_name="/check_animate")
+    check = b.submit(girl, dance, "tiny", [], api_name="/check_animate")
+    check.result()
+    assert any("Another animation is running: yours is number 1 in the queue" in w for w in warnings_of(check))
+    waiting = b.submit(**long_job, api_name="/animate")
+    wait_for(lambda: waiting.status().code.name == "IN_QUEUE", 30, "B to queue")
+    with pytest.raises(AppError, match="1 animation is already waiting, the most this app queues"):
+        c.predict(girl, dance, "tiny", [], api_name="/check_animate")
+    assert waiting.cancel()
+    asked = time.monotonic()
+    assert a.predict(api_name="/cancel") == "The animation was cancelled."
+    assert running.result() == (None, None, None, "Cancelled.")
+    assert time.monotonic() - asked < 20  # one denoising step of a tiny model, on a busy machine
+    assert a.predict(api_name="/cancel") == "Nothing is running."
+
+
+def test_the_weights_panel_lists_files_and_downloading_offline_says_why_not(client):
+    models, files = client.predict(api_name="/weights_status")
+    assert "**tiny** (builtin)" in models and "**Ready.**" in models and "animate-anyone" in models
+    states = {row[1]: row[2] for row in files["data"]}
+    assert states["denoising_unet.pth"] == "missing" and states["DWPose/yolox_l.onnx"] == "missing"
+    with pytest.raises(AppError, match="Downloads are switched off: HF_HUB_OFFLINE is set"):
+        client.predict(["dwpose"], api_name="/download_weights")
+    with pytest.raises(AppError, match="Tick at least one group"):
+        client.predict([], api_name="/download_weights")
+
+
+def test_training_tab_builds_a_dataset_trains_stops_and_exports_a_model(client, media, app_home):
+    summary, table, _ = client.predict([handle_file(media["dance"]), handle_file(media["notes.mp4"])], "", "dances",
+                                       "auto", api_name="/build_dataset")  # fmt: skip
+    assert summary.startswith("1 clips usable, 1 left out")
+    index = app_home / "runs" / "datasets" / "dances" / "dataset.json"
+    assert {row[0]: row[4] for row in table["data"]}["dance_2s.mp4"] == "ok"
+
+    client.predict(
+        stage=1, size="tiny", data=str(index), start_from="tiny", run_name="mine", max_steps=400, learning_rate=1e-4,
+        width=64, height=64, num_frames=1, batch_size=1, validate_every=100, checkpoint_every=2,
+        mixed_precision="no", extra="log_every=1", api_name="/start_training",
+    )  # fmt: skip
+    run = app_home / "runs" / "mine"
+    process = psutil.Process(json.loads((run / "process.json").read_text())["pid"])
+    assert "running" in client.predict("mine", api_name="/show_run")[0]
+    wait_for(lambda: (run / "checkpoints" / "checkpoint-00000002").is_dir(), 240, "the first checkpoint")
+    status = client.predict("mine", api_name="/stop_training")[1]
+    assert "**stopped**" in status and not process.is_running()
+    assert "step" in (run / "train.log").read_text()
+
+    client.predict("mine", api_name="/export_training")
+    exported = app_home / "weights" / "trained" / "mine"
+    wait_for(lambda: "**exported**" in client.predict("mine", api_name="/show_run")[0], 240, "the export")
+    assert (exported / "model_index.json").is_file()
+    description = client.predict("trained/mine", api_name="/select_model")[0]
+    assert description.startswith("Trained in this app")
+    assert any(row.get("loss") for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))

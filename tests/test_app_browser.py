@@ -1,0 +1,70 @@
+"""The app in a real browser (Debian's chromium driven by playwright): what a user does, click by click.
+
+Upload the character and the real dance video, preview the skeleton, animate with few steps at a small size, wait for
+the result and keep a screenshot (its path is printed; set APP_SCREENSHOTS to keep it in a folder of your choice).
+"""
+
+import os
+import re
+from pathlib import Path
+
+import pytest
+from test_app import app_home, app_module, app_url  # noqa: F401 - the same server as the API tests
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+        "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
+
+
+@pytest.fixture
+def page(app_url):  # noqa: F811 - the fixture imported above
+    if not CHROMIUM.is_file():
+        pytest.skip(f"no browser at {CHROMIUM}: install Debian's chromium (apt-get install chromium) to run this test")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page(viewport={"width": 1440, "height": 1000})
+        page.goto(app_url)
+        yield page
+        browser.close()
+
+
+def set_number(page, elem_id: str, value: float) -> None:
+    """Types into a slider's number box, as a user does."""
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_upload_preview_animate_and_see_the_result(page, data_dir, tmp_path):
+    from playwright.sync_api import expect
+
+    page.locator("#animate").click()  # nothing uploaded yet: a message, not a crash
+    expect(page.get_by_text("Upload a character image first")).to_be_visible(timeout=30_000)
+
+    page.locator("#character input[type=file]").set_input_files(data_dir / "ref_girl.png")
+    page.locator("#driving-video input[type=file]").set_input_files(data_dir / "dance.mp4")
+    expect(page.locator("#video-info")).to_contain_text("Raw video", timeout=60_000)
+    expect(page.locator("#video-info")).to_contain_text("12.0 s")
+    set_number(page, "clip-length", 0.5)
+    set_number(page, "steps", 2)
+    set_number(page, "resolution", 64)
+    expect(page.locator("#resolution")).to_contain_text("Output 64×112 px")
+
+    page.locator("#preview").click()
+    expect(page.locator("#preview-info")).to_contain_text("12 skeleton frames at 24 fps", timeout=120_000)
+    expect(page.locator("#skeleton-video video")).to_be_visible()
+    expect(page.locator("#overlay img")).to_be_visible()
+
+    page.locator("#animate").click()
+    expect(page.locator("#result-info")).to_contain_text(re.compile(r"Done in \d+ s"), timeout=300_000)
+    expect(page.locator("#result-info")).to_contain_text("12 frames at 24 fps, 64×112")
+    expect(page.locator("#result-info")).to_contain_text("The poses from the preview were reused")
+    expect(page.locator("#result video")).to_be_visible()
+    assert "animation.mp4" in page.locator("#result video").get_attribute("src")
+
+    folder = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / "animate.png", full_page=True)
+    print(f"screenshot: {folder / 'animate.png'}")
