@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import gradio as gr
@@ -39,7 +40,6 @@ from animate.generate import (
     output_size,
 )
 from animate.jobs import (
-    RESULT_NAME,
     JobBusyError,
     Jobs,
     LoadedModel,
@@ -47,6 +47,7 @@ from animate.jobs import (
     clip_frames,
     new_job_id,
     read_character,
+    result_name,
     write_preview,
 )
 from animate.training.config import load_config
@@ -242,18 +243,27 @@ def describe_size(character: dict | None, resolution: float):
 
 @user_errors
 def select_model(model: str | None):
-    """What the model is, where it runs, and its preferred steps, guidance and size."""
+    """What the model is and where it runs, and the settings it works best with (its generation_defaults.json):
+    steps, guidance, size, the skeleton parts it was trained with, and its window."""
     if not model:
-        return "No model is ready yet: see the Models tab.", gr.skip(), gr.skip(), gr.skip()
+        return "No model is ready yet: see the Models tab.", *[gr.skip()] * 7
     entry = find_model(model)
-    defaults = model_defaults(entry)
+    defaults = preferred_settings(entry)
     device = select_device()
     dtype = str(select_dtype(device)).removeprefix("torch.")
     text = (
         f"{entry.description}. Runs on **{device.type}** ({dtype}). Its defaults: {defaults['steps']} steps, "
         f"guidance {defaults['guidance']}, short side {defaults['short_side']} px."
     )
-    return text, defaults["steps"], defaults["guidance"], defaults["short_side"]
+    return text, *[defaults[name] for name in PREFERRED]
+
+
+PREFERRED = ("steps", "guidance", "short_side", "hands", "face", "context_frames", "context_overlap")
+
+
+def preferred_settings(entry) -> dict:
+    """The model's own defaults over the generation defaults (hands and face on, windows of 24 overlapping by 4)."""
+    return {**asdict(GenerationSettings()), **model_defaults(entry)}
 
 
 def refresh_models(current: str | None):
@@ -392,7 +402,10 @@ def animate(
             if job.cancel.is_set():
                 raise GenerationCancelled()
         try:
-            result = generate_on_gpu(job.id, image, skeletons, settings, entry, precision, driving_video, progress)
+            output = job.folder / result_name(path_of(character), driving_video, seed)
+            result = generate_on_gpu(
+                job.id, image, skeletons, settings, entry, precision, driving_video, output, progress
+            )
         finally:
             jobs.gpu.release()
     except GenerationCancelled:
@@ -413,7 +426,7 @@ def animate(
 
 
 @on_gpu
-def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, driving_video, progress):
+def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, driving_video, output, progress):
     """The part that needs the GPU: the model (kept loaded between jobs) and the denoising."""
     job = jobs.get(job_id)  # None in a ZeroGPU worker process, which cannot be cancelled from here
     report = progress_callback(progress)
@@ -435,7 +448,7 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, drivin
             pipeline,
             image,
             skeletons,
-            (job.folder if job else JOBS_DIR / job_id) / RESULT_NAME,
+            output,
             settings,
             driving_video=driving_video,
             model_name=entry.name,
@@ -487,12 +500,11 @@ def weights_table():
 
 
 @user_errors
-def download_weights(groups: list[str], progress=PROGRESS):
+def download_weights(groups: list[str], progress=PROGRESS) -> str:
     if not groups:
         raise UserError("Tick at least one group of files to download.")
-    download(groups, WEIGHTS_DIR, progress=progress_callback(progress))
-    gr.Info(f"Downloaded: {', '.join(groups)}.")
-    return weights_table()
+    paths = download(groups, WEIGHTS_DIR, progress=progress_callback(progress))
+    return f"All {len(paths)} files of {', '.join(groups)} are in {WEIGHTS_DIR}."
 
 
 def _size(size: int) -> str:
@@ -514,10 +526,15 @@ def dataset_choices() -> list[tuple[str, str]]:
 
 
 def start_choices(stage: int) -> list[tuple[str, str]]:
-    """What a stage can start from: new weights (stage 1), the released weights, or a model trained here."""
+    """What a stage can start from: new weights or an image model for stage 1 (the released weights, or a stage-1
+    export); for stage 2, any model (stage-2 models go on training their motion modules)."""
     choices = [("New tiny model (CPU-sized)", "tiny"), ("New SD 1.5-sized model", "sd15")] if stage == 1 else []
-    models = [model for model in list_models(WEIGHTS_DIR) if model.kind in ("released", "trained")]
-    return choices + [(f"{model.name}: {model.description}", str(model.path)) for model in models]
+    for model in list_models(WEIGHTS_DIR):
+        unet_config = model.path / "denoising_unet" / "config.json"
+        has_motion = unet_config.is_file() and "UNetMotionModel" in unet_config.read_text()
+        if model.kind == "released" or stage == 2 or not has_motion:
+            choices.append((f"{model.name}: {model.description}", str(model.path)))
+    return choices
 
 
 @user_errors
@@ -542,7 +559,7 @@ def build_training_dataset(videos: list[str] | None, folder: str, name: str, pos
         [
             entry["name"],
             entry.get("num_frames", "-"),
-            f"{entry.get('fps', 0):g}",
+            f"{entry['fps']:g}" if "fps" in entry else "-",
             f"{entry['detection_rate']:.0%}" if "detection_rate" in entry else "-",
             entry.get("reason", "ok"),
         ]
@@ -551,10 +568,11 @@ def build_training_dataset(videos: list[str] | None, folder: str, name: str, pos
     index_path = str(target / "dataset.json")
     if not index["clips"]:
         gr.Warning("No video is usable for training: the table says why.")
+    clips = f"{len(index['clips'])} clip{'' if len(index['clips']) == 1 else 's'}"
     choices = dataset_choices()
     if index_path not in [value for _, value in choices]:
-        choices.append((f"{target.name} ({len(index['clips'])} clips)", index_path))
-    summary = f"{len(index['clips'])} clips usable, {len(index['rejected'])} left out. Index: `{index_path}`"
+        choices.append((f"{target.name} ({clips})", index_path))
+    summary = f"{clips} usable, {len(index['rejected'])} left out. Index: `{index_path}`"
     return summary, rows, gr.update(choices=choices, value=index_path if index["clips"] else "puppets")
 
 
@@ -706,7 +724,7 @@ UI_ONLY = {"api_visibility": "undocumented"}  # listeners that only keep the pag
 def animate_tab(demo: gr.Blocks, tab: gr.Tab) -> None:
     choices = model_choices()
     first = next((value for _, value in choices), None)
-    defaults = model_defaults(find_model(first)) if first else {"steps": 30, "guidance": 3.5, "short_side": 512}
+    defaults = preferred_settings(find_model(first)) if first else {**asdict(GenerationSettings()), "short_side": 512}
     job_id = gr.State(None)
     history = gr.BrowserState([], storage_key="animate-anyone-results")
     with gr.Row(equal_height=False):
@@ -740,8 +758,8 @@ def animate_tab(demo: gr.Blocks, tab: gr.Tab) -> None:
                         info="none: as filmed · global: size, place · per-bone: limb lengths",
                     )
                 with gr.Row():
-                    hands = gr.Checkbox(value=True, label="Hands")
-                    face = gr.Checkbox(value=True, label="Face")
+                    hands = gr.Checkbox(value=defaults["hands"], label="Hands")
+                    face = gr.Checkbox(value=defaults["face"], label="Face")
                     preview_button = gr.Button("Preview skeleton", elem_id="preview")
             with gr.Group():
                 with gr.Row():
@@ -778,12 +796,14 @@ def animate_tab(demo: gr.Blocks, tab: gr.Tab) -> None:
                     window_size = gr.Slider(
                         2,
                         64,
-                        value=24,
+                        value=defaults["context_frames"],
                         step=1,
                         label="Window size (frames)",
                         info="frames the motion modules see at once",
                     )
-                    window_overlap = gr.Slider(0, 16, value=4, step=1, label="Window overlap (frames)")
+                    window_overlap = gr.Slider(
+                        0, 16, value=defaults["context_overlap"], step=1, label="Window overlap (frames)"
+                    )
                 with gr.Row():
                     scheduler = gr.Dropdown(list(SCHEDULERS), value="ddim", label="Scheduler")
                     precision = gr.Radio(
@@ -828,7 +848,8 @@ def animate_tab(demo: gr.Blocks, tab: gr.Tab) -> None:
         preprocess=False,
         **UI_ONLY,
     )
-    model.change(select_model, model, [model_info, steps, guidance, resolution], api_name="select_model")
+    preferred = [steps, guidance, resolution, hands, face, window_size, window_overlap]
+    model.change(select_model, model, [model_info, *preferred], api_name="select_model")
     gr.on([refresh.click, tab.select], refresh_models, model, model, api_name="list_models")  # new exports show up
     pose_options = [pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride]
     previewing = preview_button.click(
@@ -900,6 +921,7 @@ def models_tab(demo: gr.Blocks) -> None:
             with gr.Row():
                 download_button = gr.Button("Download missing files", variant="primary")
                 check_button = gr.Button("Check again")
+            download_status = gr.Markdown(label="Download status", min_height=40)
         with gr.Column(scale=6):
             files = gr.Dataframe(
                 headers=["group", "file", "state", "size", "source"],
@@ -909,15 +931,17 @@ def models_tab(demo: gr.Blocks) -> None:
                 wrap=True,
             )
 
-    check_button.click(weights_table, None, [models_text, files], api_name="weights_status")
-    download_button.click(
+    downloading = download_button.click(
         download_weights,
         groups,
-        [models_text, files],
+        download_status,
         api_name="download_weights",
         concurrency_id="download",
         concurrency_limit=1,
     )
+    check_button.click(weights_table, None, [models_text, files], api_name="weights_status")
+    # After a download, finished or not: what is on disk now (an interrupted download keeps its finished files).
+    downloading.then(weights_table, None, [models_text, files], api_name="weights_after_download", **UI_ONLY)
     demo.load(weights_table, None, [models_text, files], api_name="load_models", **UI_ONLY)
 
 
@@ -925,7 +949,9 @@ def training_tab(demo: gr.Blocks) -> None:
     with gr.Row(equal_height=False):
         with gr.Column(scale=4):
             gr.Markdown("### 1. Data\nVideos of one dancer each: their poses are extracted and bad clips left out.")
-            videos = gr.File(label="Videos", file_count="multiple", file_types=["video"], height=120)
+            videos = gr.File(
+                label="Videos", file_count="multiple", file_types=["video"], height=120, elem_id="train-videos"
+            )
             with gr.Row():
                 dataset_name = gr.Textbox(label="Dataset name", value="my_dances")
                 folder = gr.Textbox(label="…or a folder of videos on this machine", visible=not ON_SPACES)
@@ -934,7 +960,11 @@ def training_tab(demo: gr.Blocks) -> None:
                 build_button = gr.Button("Build dataset")
             dataset_summary = gr.Markdown(label="Dataset summary")
             dataset_table = gr.Dataframe(
-                headers=["video", "frames", "fps", "person found", "status"], interactive=False, max_height=200
+                headers=["video", "frames", "fps", "person found", "status"],
+                column_widths=["30%", "12%", "10%", "14%", "34%"],
+                interactive=False,
+                wrap=True,
+                max_height=240,
             )
             gr.Markdown("### 2. Train\nStage 1 learns appearance from single frames; stage 2 adds the motion modules.")
             with gr.Row():

@@ -45,7 +45,6 @@ from animate.weights import ModelEntry
 logger = logging.getLogger(__name__)
 
 JOB_ID = re.compile(r"^\d{8}-\d{6}-[0-9a-f]{16}$")  # what `new_job_id` makes; anything else is not ours
-RESULT_NAME = "animation.mp4"
 
 
 class JobBusyError(RuntimeError):
@@ -133,8 +132,8 @@ class Jobs:
         """The finished video of a job, if it exists (any string is safe to pass: ids are checked)."""
         if not JOB_ID.match(job_id):
             return None
-        path = self.root / job_id / RESULT_NAME
-        return path if path.is_file() else None
+        videos = sorted((self.root / job_id).glob("[!.]*.mp4"))  # not a partial file (those start with a dot)
+        return videos[0] if videos else None
 
     def clean_up(self) -> list[Path]:
         """Deletes job folders older than `keep_seconds` (never a running job's); returns what was deleted."""
@@ -152,6 +151,15 @@ class Jobs:
         if removed:
             logger.info("Removed %d job folders older than %.0f h", len(removed), self.keep_seconds / 3600)
         return removed
+
+
+def result_name(character: str | Path, driving_video: str | Path, seed: int) -> str:
+    """What the result is called (and so what a download is called): `<character>-<video>-seed<seed>.mp4`."""
+    stems = [
+        re.sub(r"[^A-Za-z0-9_-]+", "_", Path(path).stem).strip("_")[:40] or "video"
+        for path in (character, driving_video)
+    ]
+    return f"{stems[0]}-{stems[1]}-seed{seed}.mp4"
 
 
 def read_character(path: str | Path) -> np.ndarray:

@@ -12,7 +12,16 @@ import pytest
 from PIL import Image
 
 from animate.generate import GenerationSettings
-from animate.jobs import JobBusyError, Jobs, PoseCache, clip_frames, new_job_id, read_character, write_preview
+from animate.jobs import (
+    JobBusyError,
+    Jobs,
+    PoseCache,
+    clip_frames,
+    new_job_id,
+    read_character,
+    result_name,
+    write_preview,
+)
 from pose.video import VideoInfo, probe_video, read_frames
 
 
@@ -59,8 +68,10 @@ def test_results_are_found_by_job_id_and_nothing_else(tmp_path):
     jobs = Jobs(tmp_path)
     job = jobs.start("alice", "animation")
     assert jobs.result(job.id) is None
-    (job.folder / "animation.mp4").write_bytes(b"mp4")
-    assert jobs.result(job.id) == job.folder / "animation.mp4"
+    (job.folder / ".girl-dance-seed1.partial.mp4").write_bytes(b"being written")
+    assert jobs.result(job.id) is None
+    (job.folder / result_name("/up/ref girl.png", "/up/dance.mp4", 1)).write_bytes(b"mp4")
+    assert jobs.result(job.id) == job.folder / "ref_girl-dance-seed1.mp4"
     for forged in ("../../etc", "..", "", job.id + "/../x"):
         assert jobs.result(forged) is None
     with pytest.raises(ValueError, match="not a job id"):
