@@ -90,6 +90,7 @@ def user_errors(function):
         except gr.Error:
             raise
         except (ValueError, FileNotFoundError, NotADirectoryError, WeightsError, RunError) as error:
+            logger.info("%s: %s", function.__name__, error)
             raise UserError(str(error)) from error
         except torch.cuda.OutOfMemoryError as error:
             message = "The GPU ran out of memory: lower the output size or the window size (Advanced), or use fp16."
@@ -327,7 +328,7 @@ def check_animate(character, driving_video, model, history: list | None, request
     if character is None or driving_video is None:
         load_inputs(character, driving_video)
     find_model(model)
-    if any(job.session == request.session_hash for job in jobs.active()):
+    if any(job.session == (request.session_hash if request else "") for job in jobs.active()):
         raise UserError("Your previous job is still running: wait for it, or press Cancel.")
     waiting = waiting_for_gpu()
     if waiting >= MAX_QUEUE:
