@@ -31,7 +31,7 @@ from animate.checkpoints import RELEASED_FILES, load_released_pipeline
 from animate.export import export_video, generation_settings, side_by_side
 from animate.pipeline import AnimateAnyonePipeline, to_uint8
 from animate.unet import motion_max_frames
-from animate.weights import ModelEntry
+from animate.weights import WEIGHTS_DIR, ModelEntry
 
 logger = logging.getLogger(__name__)
 
@@ -125,23 +125,25 @@ def prepare_skeletons(
     settings: GenerationSettings,
     progress: Progress | None = None,
     cancel: threading.Event | None = None,
+    weights_dir: Path = WEIGHTS_DIR,
 ) -> Skeletons:
     """The skeleton frames to animate `character` with, at width x height.
 
     A skeleton video is used as it is (fitted into the frame); a raw video goes through pose extraction, and the
-    poses are fitted to the character's own detected skeleton (`settings.align`).
+    poses are fitted to the character (`fit_to_character`).
     """
     info = pose.probe_video(driving_video)
-    fps = info.fps / settings.stride
     if pose.is_skeleton_video(driving_video):
         _report(progress, 0.0, "Reading the skeleton video")
         frames = SkeletonVideoFrames(driving_video, width, height, settings.stride, settings.max_frames)
-        return Skeletons(frames=frames, fps=fps, source="skeleton video")
+        return Skeletons(frames=frames, fps=info.fps / settings.stride, source="skeleton video")
+    started = time.monotonic()
 
     def extraction_progress(done: int, total: int) -> None:
         if cancel is not None and cancel.is_set():
             raise GenerationCancelled()
-        _report(progress, done / total, f"Detecting poses: frame {done}/{total}")
+        left = (time.monotonic() - started) / done * (total - done)
+        _report(progress, done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
 
     sequence = pose.extract_poses(
         driving_video,
@@ -151,18 +153,35 @@ def prepare_skeletons(
         hands=settings.hands,
         face=settings.face,
         progress=extraction_progress,
+        weights_dir=weights_dir,
     )
+    return fit_to_character(character, sequence, width, height, settings, weights_dir=weights_dir)
+
+
+def fit_to_character(
+    character: np.ndarray,
+    sequence: pose.PoseSequence,
+    width: int,
+    height: int,
+    settings: GenerationSettings,
+    character_pose: pose.PoseFrame | None = None,
+    weights_dir: Path = WEIGHTS_DIR,
+) -> Skeletons:
+    """Skeletons of extracted driving poses, aligned to the character's own pose (`settings.align`), which is
+    detected with the same backend unless given (the app caches it)."""
     warnings = []
     if sequence.missing_frames:
         warnings.append(f"No person was found in {len(sequence.missing_frames)} of {len(sequence)} driving frames.")
-    detector = pose.get_detector(sequence.backend or settings.backend, hands=settings.hands, face=settings.face)
-    try:
-        character_pose = detector.detect(character)
-    finally:
-        detector.close()
+    if character_pose is None:
+        backend = sequence.backend or settings.backend
+        detector = pose.get_detector(backend, weights_dir, hands=settings.hands, face=settings.face)
+        try:
+            character_pose = detector.detect(character)
+        finally:
+            detector.close()
     aligned, align_warnings = pose.align_poses(sequence, character_pose, settings.align)
     frames = pose.SkeletonFrames(aligned, width, height, hands=settings.hands, face=settings.face)
-    return Skeletons(frames=frames, fps=fps, source="extracted", warnings=warnings + align_warnings, poses=aligned)
+    return Skeletons(frames, sequence.fps, "extracted", warnings + align_warnings, aligned)
 
 
 def generate_video(
@@ -198,13 +217,13 @@ def generate_video(
 
     started = time.monotonic()
 
-    def after_step(pipe: AnimateAnyonePipeline, step: int, timestep: int, tensors: dict) -> dict:
-        done = (step + 1) / settings.steps
+    def after_window(pipe: AnimateAnyonePipeline, step: int, window: int, windows: int) -> None:
+        done = (step * windows + window + 1) / (settings.steps * windows)
         left = (time.monotonic() - started) / done * (1 - done)
-        _report(progress, 0.9 * done, f"Denoising: step {step + 1}/{settings.steps}, about {left:.0f} s left")
+        counts = f"step {step + 1}/{settings.steps}" + (f", window {window + 1}/{windows}" if windows > 1 else "")
+        _report(progress, 0.9 * done, f"Denoising: {counts}, about {left:.0f} s left")
         if cancel is not None and cancel.is_set():
             pipe._interrupt = True  # the pipeline stops before its next window
-        return tensors
 
     _report(progress, 0.0, f"Generating {num_frames} frames at {width}x{height}")
     result = pipeline(
@@ -219,7 +238,7 @@ def generate_video(
         context_frames=context_frames,
         context_overlap=overlap,
         output_type="latent",
-        callback_on_step_end=after_step,
+        callback_on_window_end=after_window,
     )
     if result.interrupted:
         raise GenerationCancelled()
@@ -289,7 +308,8 @@ def load_model(
     """
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     if (folder / "model_index.json").is_file():
-        pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype)
+        # Safetensors only: a folder missing one of its files fails instead of falling back to pickle files.
+        pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
         files = sorted(folder.glob("*/*.safetensors"))
     else:
         profile = "musepose" if isinstance(model, ModelEntry) and model.kind == "musepose" else "animate_anyone"

@@ -36,6 +36,7 @@ from animate.generate import (
     GenerationSettings,
     Progress,
     Skeletons,
+    fit_to_character,
     load_model,
     prepare_skeletons,
 )
@@ -298,7 +299,8 @@ class PoseCache:
         """What `animate.generate.prepare_skeletons` returns, with the slow pose extraction cached; and whether the
         poses were reused from an earlier call."""
         if self.is_skeleton_video(video):
-            return prepare_skeletons(character, video, width, height, settings, progress, cancel), False
+            skeletons = prepare_skeletons(character, video, width, height, settings, progress, cancel, self.weights_dir)
+            return skeletons, False
         started = time.monotonic()
 
         def extraction_progress(done: int, total: int) -> None:
@@ -309,16 +311,10 @@ class PoseCache:
                 progress(done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
 
         sequence, reused = self.driving_poses(video, settings, extraction_progress)
-        warnings = []
-        if sequence.missing_frames:
-            warnings.append(f"No person was found in {len(sequence.missing_frames)} of {len(sequence)} driving frames.")
-        character_pose = self.character_pose(
-            character, sequence.backend or settings.backend, settings.hands, settings.face
-        )
-        aligned, align_warnings = pose.align_poses(sequence, character_pose, settings.align)
-        frames = pose.SkeletonFrames(aligned, width, height, hands=settings.hands, face=settings.face)
-        fps = sequence.fps
-        return Skeletons(frames, fps, "extracted", warnings + align_warnings, aligned), reused
+        backend = sequence.backend or settings.backend
+        character_pose = self.character_pose(character, backend, settings.hands, settings.face)
+        fitted = fit_to_character(character, sequence, width, height, settings, character_pose, self.weights_dir)
+        return fitted, reused
 
 
 def write_preview(

@@ -155,6 +155,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         output_type: str = "np",
         decode_chunk_size: int = 8,
         callback_on_step_end: Callable[[AnimateAnyonePipeline, int, int, dict], dict] | None = None,
+        callback_on_window_end: Callable[[AnimateAnyonePipeline, int, int, int], None] | None = None,
     ) -> AnimateAnyonePipelineOutput:
         """Animates `reference_image` with the skeletons in `pose_frames`.
 
@@ -164,7 +165,9 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         wrap-around ones) and `context_blending="uniform"` averages overlaps plainly, as the reference does.
         `clip_resize` chooses how the reference is fitted to the CLIP input: "squash" (the reference's long-video
         pipeline and app) or "crop" (its short pipeline's centre crop). `callback_on_step_end(pipeline, step,
-        timestep, {"latents": ...})` runs after every step; set `pipeline._interrupt = True` in it to stop.
+        timestep, {"latents": ...})` runs after every step and `callback_on_window_end(pipeline, step, window,
+        windows)` after every window (a step of a long video runs many); set `pipeline._interrupt = True` in either to
+        stop before the next window.
         """
         # 1. Defaults and input checks
         if not isinstance(reference_image, PIL.Image.Image | np.ndarray):
@@ -217,7 +220,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
             with self.progress_bar(total=len(timesteps) * len(windows)) as progress_bar:
                 for step, timestep in enumerate(timesteps):
                     model_output = torch.zeros_like(latents)
-                    for window, weights in zip(windows, window_weights, strict=True):
+                    for index, (window, weights) in enumerate(zip(windows, window_weights, strict=True)):
                         if self.interrupt:
                             break
                         prediction = self.predict_window(
@@ -226,6 +229,8 @@ class AnimateAnyonePipeline(DiffusionPipeline):
                         )  # fmt: skip
                         model_output[:, :, window] += prediction * weights[:, None, None]
                         progress_bar.update()
+                        if callback_on_window_end is not None:
+                            callback_on_window_end(self, step, index, len(windows))
                     if self.interrupt:
                         break
                     model_output /= frame_weights[:, None, None]

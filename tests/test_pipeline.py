@@ -202,3 +202,16 @@ def test_blend_weights_fall_towards_window_edges():
     assert torch.equal(weights, weights.flip(0)) and (weights > 0).all()
     assert weights[0] < weights[1] < weights[2] < weights[3] == 1.0
     assert torch.equal(blend_weights(8, overlap=3, mode="uniform"), torch.ones(8))
+
+
+def test_window_callback_reports_every_window_and_can_stop_mid_step(pipeline):
+    seen = []
+
+    def after_window(pipe, step, window, windows):
+        seen.append((step, window, windows))
+        if (step, window) == (1, 0):
+            pipe._interrupt = True
+
+    output = generate(pipeline, num_inference_steps=3, callback_on_window_end=after_window)
+    assert seen == [(0, 0, 2), (0, 1, 2), (1, 0, 2)]  # 7 frames in windows of 4: two windows per step
+    assert output.interrupted
