@@ -31,7 +31,7 @@ from animate.weights import WEIGHTS_DIR
 
 ROOT = WEIGHTS_DIR.parent
 RUNS = ROOT / "runs" / "builtin"
-VAE_OPTIONS = ["--steps=2500", "--batch_size=12", "--crop=64", "--learning_rate=2e-3", "--save_every=250"]
+VAE_OPTIONS = ["--steps=2500", "--batch_size=12", "--crop=64", "--learning_rate=3e-4", "--save_every=250"]
 # What the app and the CLI use with this model: its training resolution, puppet skeletons (no hands or face
 # dots), windows within its 16-frame training clips, and few enough steps to stay within a minute for 48 frames.
 GENERATION_DEFAULTS = {

@@ -40,7 +40,9 @@ class VAEConfig:
     crop: int = 96  # square random crops trained on (cheaper; the VAE is fully convolutional)
     steps: int = 3000  # optimizer steps
     batch_size: int = 16  # crops per step
-    learning_rate: float = 1e-3  # peak; cosine decay to 1% of it after a linear warm-up
+    # Peak; cosine decay to 1% of it after a linear warm-up. Higher rates train this GroupNorm autoencoder much more
+    # slowly (on one fixed batch, 100 steps: L1 0.095 at 2e-4, 0.110 at 5e-4, 0.179 at 2e-3).
+    learning_rate: float = 3e-4
     warmup_steps: int = 100
     kl_weight: float = 1e-6  # SD's autoencoder uses 1e-6
     gradient_weight: float = 1.0  # weight of the L1 loss on horizontal and vertical image differences
