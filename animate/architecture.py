@@ -14,6 +14,7 @@ from diffusers import AutoencoderKL, DDIMScheduler, MotionAdapter, UNet2DConditi
 from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
 
 from animate.checkpoints import ANIMATE_ANYONE_SCHEDULER
+from animate.patch_vae import PatchVAE
 from animate.pipeline import AnimateAnyonePipeline, clip_processor
 from animate.pose_guider import PoseGuider
 
@@ -65,12 +66,13 @@ CLIP_VIT_L14 = {
 class Architecture:
     name: str
     unet: dict  # UNet2DConditionModel config, shared by ReferenceNet and the denoising UNet
-    vae: dict  # AutoencoderKL config
+    vae: dict  # the VAE's config (for `vae_model`)
     image_encoder: dict  # CLIPVisionConfig arguments; projection_dim must equal the UNet's cross_attention_dim
     pose_guider_channels: tuple[int, ...]  # one stride-2 stage per entry after the first: 2^(n-1) = VAE factor
     motion_max_frames: int = 32  # temporal position encoding length
     motion_num_attention_heads: int = 8
     scheduler: dict = field(default_factory=lambda: dict(ANIMATE_ANYONE_SCHEDULER))
+    vae_model: type = AutoencoderKL  # AutoencoderKL, or PatchVAE for a VAE trained from scratch on a CPU
 
 
 ARCHITECTURES = {
@@ -115,20 +117,10 @@ ARCHITECTURES = {
             "cross_attention_dim": 128,
             "attention_head_dim": 8,
             "sample_size": 24,
-            "in_channels": 8,  # the VAE's latent channels
+            "in_channels": 8,  # the VAE's latent channels (SD: 4; a wider latent blurs less)
             "out_channels": 8,
         },
-        vae={
-            **SD_VAE,
-            # 8 latent channels (SD: 4): a VAE trained from scratch in a CPU budget learns faster and blurs less with
-            # the wider latent, and the UNet only grows by its first and last convolution.
-            "latent_channels": 8,
-            "block_out_channels": [16, 32, 64, 64],
-            "layers_per_block": 1,
-            "norm_num_groups": 8,
-            "mid_block_add_attention": False,
-            "sample_size": 128,
-        },
+        vae={"latent_channels": 8, "patch_size": 8, "channels": 128, "layers": 2, "refine_channels": 16},
         image_encoder={
             **CLIP_VIT_L14,
             "hidden_size": 128,
@@ -140,6 +132,7 @@ ARCHITECTURES = {
             "projection_dim": 128,
         },
         pose_guider_channels=(16, 32, 64, 128),
+        vae_model=PatchVAE,
     ),
 }
 
@@ -155,7 +148,7 @@ def build_pipeline(
         architecture = ARCHITECTURES[architecture]
     with torch.random.fork_rng(devices=[]), torch.device(device):
         torch.manual_seed(seed)
-        vae = AutoencoderKL.from_config(architecture.vae)
+        vae = architecture.vae_model.from_config(architecture.vae)
         image_encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(**architecture.image_encoder))
         reference_unet = UNet2DConditionModel.from_config(architecture.unet)
         denoising_unet = UNet2DConditionModel.from_config(architecture.unet)

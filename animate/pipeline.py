@@ -25,6 +25,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 
+from animate.patch_vae import PatchVAE
 from animate.pose_guider import PoseGuider
 from animate.reference_attention import ReferenceFeatures, install_reference_attention
 from animate.unet import (
@@ -54,7 +55,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
 
     def __init__(
         self,
-        vae: AutoencoderKL,
+        vae: AutoencoderKL | PatchVAE,
         image_encoder: CLIPVisionModelWithProjection,
         reference_unet: UNet2DConditionModel,
         denoising_unet: UNetMotionModel | UNet2DConditionModel,
@@ -72,7 +73,10 @@ class AnimateAnyonePipeline(DiffusionPipeline):
             scheduler=scheduler,
             feature_extractor=feature_extractor,
         )
-        self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
+        if isinstance(vae, PatchVAE):
+            self.vae_scale_factor = vae.config.patch_size
+        else:
+            self.vae_scale_factor = 2 ** (len(vae.config.block_out_channels) - 1)
         self.image_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor)  # -> [-1, 1]
         self.pose_processor = VaeImageProcessor(vae_scale_factor=self.vae_scale_factor, do_normalize=False)  # [0, 1]
         self.reference_features = ReferenceFeatures()

@@ -22,16 +22,14 @@ import sys
 import time
 from pathlib import Path
 
-from diffusers import AutoencoderKL
-
-from animate.architecture import build_pipeline
+from animate.architecture import ARCHITECTURES, build_pipeline
 from animate.generate import DEFAULTS_FILE
 from animate.training.config import load_config
 from animate.weights import WEIGHTS_DIR
 
 ROOT = WEIGHTS_DIR.parent
 RUNS = ROOT / "runs" / "builtin"
-VAE_OPTIONS = ["--steps=2500", "--batch_size=12", "--crop=64", "--learning_rate=3e-4", "--save_every=250"]
+VAE_OPTIONS = ["--steps=3000", "--batch_size=12", "--crop=64", "--save_every=500"]
 # What the app and the CLI use with this model: its training resolution, puppet skeletons (no hands or face
 # dots), windows within its 16-frame training clips, and few enough steps to stay within a minute for 48 frames.
 GENERATION_DEFAULTS = {
@@ -63,7 +61,8 @@ def main() -> int:
     init = RUNS / "init"
     if not (init / "model_index.json").is_file():
         pipeline = build_pipeline("small", seed=0, motion=False)
-        pipeline = type(pipeline)(**{**pipeline.components, "vae": AutoencoderKL.from_pretrained(vae_folder)})
+        vae = ARCHITECTURES["small"].vae_model.from_pretrained(vae_folder)
+        pipeline = type(pipeline)(**{**pipeline.components, "vae": vae})
         pipeline.save_pretrained(init)
 
     for stage in (1, 2):

@@ -1,5 +1,8 @@
 """Training a small VAE from scratch on puppet frames, for the built-in model (full-size models use SD's VAE as is).
 
+The architecture's `vae_model` is built from its config: PatchVAE for the built-in "small" model (see
+animate/patch_vae.py for why not AutoencoderKL).
+
     python -m animate.training.vae --output runs/vae_small [--key=value ...]
 
 Every hyperparameter is a field of `VAEConfig`. The loss is an L1 reconstruction plus an L1 on image gradients (it
@@ -23,7 +26,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from diffusers import AutoencoderKL
 
 from animate.architecture import ARCHITECTURES
 from animate.training.dataset import PuppetSamples
@@ -40,9 +42,7 @@ class VAEConfig:
     crop: int = 96  # square random crops trained on (cheaper; the VAE is fully convolutional)
     steps: int = 3000  # optimizer steps
     batch_size: int = 16  # crops per step
-    # Peak; cosine decay to 1% of it after a linear warm-up. Higher rates train this GroupNorm autoencoder much more
-    # slowly (on one fixed batch, 100 steps: L1 0.095 at 2e-4, 0.110 at 5e-4, 0.179 at 2e-3).
-    learning_rate: float = 3e-4
+    learning_rate: float = 1e-3  # peak; cosine decay to 1% of it after a linear warm-up
     warmup_steps: int = 100
     kl_weight: float = 1e-6  # SD's autoencoder uses 1e-6
     gradient_weight: float = 1.0  # weight of the L1 loss on horizontal and vertical image differences
@@ -72,7 +72,7 @@ class PuppetFrames(torch.utils.data.Dataset):
         return images[:, :, top : top + crop, left : left + crop]
 
 
-def loss_terms(vae: AutoencoderKL, images: torch.Tensor, generator: torch.Generator | None = None) -> dict:
+def loss_terms(vae: torch.nn.Module, images: torch.Tensor, generator: torch.Generator | None = None) -> dict:
     posterior = vae.encode(images).latent_dist
     reconstruction = vae.decode(posterior.sample(generator)).sample
     l1 = (reconstruction - images).abs().mean()
@@ -88,7 +88,8 @@ def train(config: VAEConfig) -> Path:
     output.mkdir(parents=True, exist_ok=True)
     (output / "config.json").write_text(json.dumps(dataclasses.asdict(config), indent=2))
     torch.manual_seed(config.seed)
-    vae = AutoencoderKL.from_config(ARCHITECTURES[config.architecture].vae)
+    architecture = ARCHITECTURES[config.architecture]
+    vae = architecture.vae_model.from_config(architecture.vae)
     optimizer = torch.optim.AdamW(vae.parameters(), lr=config.learning_rate, weight_decay=0.0)
 
     def learning_rate(step: int) -> float:
@@ -153,7 +154,7 @@ def held_out_frames(config: VAEConfig, count: int = 16) -> torch.Tensor:
 
 
 @torch.no_grad()
-def evaluate(vae: AutoencoderKL, config: VAEConfig) -> float:
+def evaluate(vae: torch.nn.Module, config: VAEConfig) -> float:
     """PSNR (dB) of whole held-out frames through encoder mean and decoder, in float, on the [0, 1] scale."""
     was_training = vae.training
     vae.eval()
@@ -165,7 +166,7 @@ def evaluate(vae: AutoencoderKL, config: VAEConfig) -> float:
 
 
 @torch.no_grad()
-def latent_scaling_factor(vae: AutoencoderKL, config: VAEConfig) -> float:
+def latent_scaling_factor(vae: torch.nn.Module, config: VAEConfig) -> float:
     latents = vae.encode(held_out_frames(config, count=32)).latent_dist.mean
     return float(1 / latents.std())
 
