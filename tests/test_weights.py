@@ -13,12 +13,12 @@ from pathlib import Path
 
 import httpx2
 import pytest
-from conftest import ROOT
 from huggingface_hub import constants
 from huggingface_hub.errors import LocalEntryNotFoundError
 
 from animate import weights
 from animate.weights import GROUPS, WeightsError, download, list_models, main, status
+from conftest import ROOT
 
 ALL_FILES = {file.path: file for group in GROUPS.values() for file in group.files}
 
