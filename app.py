@@ -31,6 +31,7 @@ import pose
 from animate import training_runs
 from animate.checkpoints import CheckpointError
 from animate.device import PRECISIONS, select_device, select_dtype
+from animate.examples import EXAMPLES_DIR
 from animate.generate import (
     SCHEDULERS,
     GenerationCancelled,
@@ -817,6 +818,14 @@ def animate_tab(demo: gr.Blocks, tab: gr.Tab) -> None:
                 animate_button = gr.Button("Animate", variant="primary", scale=3, elem_id="animate")
                 cancel_button = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
             cancel_status = gr.Markdown(label="Cancel status")
+            characters = sorted(EXAMPLES_DIR.glob("puppet*.png"))
+            if characters and (EXAMPLES_DIR / "dance_kps.mp4").is_file():
+                gr.Examples(
+                    [[str(image), str(EXAMPLES_DIR / "dance_kps.mp4")] for image in characters],
+                    [character, driving_video],
+                    label="Examples for the built-in model: puppets it never saw, and a real dance's skeleton",
+                    elem_id="examples",
+                )
         with gr.Column(scale=5):
             with gr.Row():
                 skeleton_video = gr.Video(
