@@ -260,12 +260,16 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return AnimateAnyonePipelineOutput(frames=frames, latents=latents)
 
-    def encode_reference_image(self, image: PIL.Image.Image, clip_resize: str) -> torch.Tensor:
-        """CLIP image embedding as a one-token context, (1, 1, projection_dim)."""
+    def encode_reference_image(self, image: PIL.Image.Image | list[PIL.Image.Image], clip_resize: str) -> torch.Tensor:
+        """CLIP image embedding as a one-token context, (1, 1, projection_dim); (n, 1, projection_dim) for a list of
+        n images, in one batch (training encodes a batch of references per step)."""
+        images = image if isinstance(image, list) else [image]
         if clip_resize == "squash":
             size = self.feature_extractor.crop_size
-            image = image.convert("RGB").resize((size["width"], size["height"]), PIL.Image.BICUBIC)
-        pixel_values = self.feature_extractor(images=image, return_tensors="pt").pixel_values
+            images = [
+                image.convert("RGB").resize((size["width"], size["height"]), PIL.Image.BICUBIC) for image in images
+            ]
+        pixel_values = self.feature_extractor(images=images, return_tensors="pt").pixel_values
         pixel_values = pixel_values.to(self._execution_device, self.image_encoder.dtype)
         return self.image_encoder(pixel_values).image_embeds.unsqueeze(1)
 

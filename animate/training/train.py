@@ -340,12 +340,8 @@ def diffusion_loss(
         latents = (posterior.sample(generator) * scale).float().unflatten(0, (videos, num_frames)).transpose(1, 2)
         # The reference image exactly as inference encodes it: posterior mean, and CLIP on the squashed image.
         reference_latents = pipeline.vae.encode(batch["reference"].to(device)).latent_dist.mean.float() * scale
-        image_embeds = torch.cat(
-            [
-                pipeline.encode_reference_image(PIL.Image.fromarray(image), "squash")
-                for image in _uint8(batch["reference"])
-            ]
-        ).float()  # (videos, 1, dim)
+        references = [PIL.Image.fromarray(image) for image in _uint8(batch["reference"])]
+        image_embeds = pipeline.encode_reference_image(references, "squash").float()  # (videos, 1, dim)
     timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (videos,), generator=generator)
     reading = torch.rand(videos, generator=generator) >= config.uncond_ratio
     noise = torch.randn(latents.shape, generator=generator)
