@@ -437,7 +437,9 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, drivin
     report(0, f"Loading {entry.name} on {device.type}")
     try:
         pipeline, files = loaded_model.get(entry, device, dtype)
-    except (OSError, CheckpointError) as error:
+    except CheckpointError as error:  # its message says how to repair that kind of model
+        raise ValueError(f"The model {entry.name} could not be loaded. {error}") from error
+    except OSError as error:
         raise ValueError(
             f"The model {entry.name} could not be loaded: {error} Download it again in the Models tab, "
             "or export it again from its training run."

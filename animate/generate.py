@@ -27,7 +27,7 @@ import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UNetMotionModel
 
 import pose
-from animate.checkpoints import RELEASED_FILES, load_released_pipeline
+from animate.checkpoints import RELEASED_FILES, CheckpointError, load_released_pipeline
 from animate.export import export_video, generation_settings, side_by_side
 from animate.pipeline import AnimateAnyonePipeline, to_uint8
 from animate.unet import motion_max_frames
@@ -309,7 +309,17 @@ def load_model(
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     if (folder / "model_index.json").is_file():
         # Safetensors only: a folder missing one of its files fails instead of falling back to pickle files.
-        pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        try:
+            pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        except (OSError, ValueError) as error:  # a missing file, or weights of other shapes than the configs
+            fix = (
+                "restore it with `git checkout weights/tiny` (or rebuild it: python -m animate.training.builtin)"
+                if folder.resolve() == (WEIGHTS_DIR / "tiny").resolve()
+                else "export it again (Training tab, or python -m animate.training with --max_steps=<its last step>)"
+            )
+            raise CheckpointError(
+                f"The model in {folder} is incomplete or does not match its own configs ({error}); {fix}."
+            ) from error
         files = sorted(folder.glob("*/*.safetensors"))
     else:
         profile = "musepose" if isinstance(model, ModelEntry) and model.kind == "musepose" else "animate_anyone"

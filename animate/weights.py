@@ -270,6 +270,13 @@ class ModelEntry:
         return not self.missing
 
 
+BUILTIN_DESCRIPTION = (
+    "The built-in small model (10M parameters, 128 px): trained here on procedurally drawn puppet characters only, "
+    "so it runs offline on a CPU in seconds. Expect a blurry, noisy figure in the right place and colours: it shows "
+    "the app working, not Animate Anyone's quality, and real photos look worse than puppets"
+)
+
+
 def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = False) -> list[ModelEntry]:
     """The models the app can offer: the released Animate Anyone weights, MusePose, the built-in model and every
     model trained here, in that order. Incomplete ones are left out unless `include_incomplete`, and then say in
@@ -289,7 +296,7 @@ def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = Fals
             "MusePose, released weights of the same architecture (TMElyralab), SD 1.5 sized: a GPU is recommended",
             _missing_files(weights_dir, ["musepose", "sd"]),
         ),
-        _pipeline_folder("tiny", "builtin", weights_dir / "tiny", "The built-in small model: runs offline on a CPU"),
+        _pipeline_folder("tiny", "builtin", weights_dir / "tiny", BUILTIN_DESCRIPTION),
     ]
     trained_dir = weights_dir / "trained"
     if trained_dir.is_dir():

@@ -1,5 +1,5 @@
 """The app through its API, as a user's script calls it (gradio_client): the whole path on the real dance video with
-a tiny random model, every kind of bad input, cancel and the queue, the weights panel and the training tab.
+the built-in model, every kind of bad input, cancel and the queue, the weights panel and the training tab.
 
 One server for the session (`app_url`), on weights, runs and job folders of its own in a temporary folder; the
 browser test (test_app_browser.py) uses the same one.
@@ -22,7 +22,6 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from animate.architecture import build_pipeline
 from animate.export import read_settings
 from conftest import ROOT
 from pose.video import probe_video, read_frames
@@ -43,11 +42,10 @@ _SESSION: dict = {}
 
 @pytest.fixture(scope="session")
 def app_home(tmp_path_factory) -> Path:
-    """A weights folder with a tiny random model (the built-in one is still being trained), and room for runs and
-    jobs."""
+    """A weights folder with the built-in model (and its examples), and room for runs and jobs."""
     if "home" not in _SESSION:
         home = tmp_path_factory.mktemp("app")
-        build_pipeline("tiny", seed=0).save_pretrained(home / "weights" / "tiny")
+        shutil.copytree(ROOT / "weights" / "tiny", home / "weights" / "tiny")
         _SESSION["home"] = home
     return _SESSION["home"]
 
@@ -257,7 +255,7 @@ def test_a_model_with_a_missing_weight_file_or_an_unknown_model(client, media, a
         weights.unlink()
     inputs = {"character": handle_file(media["girl"]), "driving_video": handle_file(media["dance"]), "steps": 1,
               "resolution": 64, "clip_length": 4, "clip_unit": "frames"}  # fmt: skip
-    with pytest.raises(AppError, match="The model trained/broken could not be loaded: .*Download it again"):
+    with pytest.raises(AppError, match="The model trained/broken could not be loaded. .*incomplete.*export it again"):
         client.predict(**inputs, model="trained/broken", api_name="/animate")
     with pytest.raises(AppError, match="Unknown model 'nonesuch': choose one of tiny, trained/broken"):
         client.predict(**inputs, model="nonesuch", api_name="/animate")

@@ -6,6 +6,7 @@ the result and keep a screenshot (its path is printed; set APP_SCREENSHOTS to ke
 
 import os
 import re
+import time
 from pathlib import Path
 
 import pytest
@@ -68,3 +69,23 @@ def test_upload_preview_animate_and_see_the_result(page, data_dir, tmp_path):
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=folder / "animate.png", full_page=True)
     print(f"screenshot: {folder / 'animate.png'}")
+
+
+def test_an_example_animates_with_the_built_in_model(page, tmp_path):
+    """The first example (a puppet the model never saw, and the skeleton of the real dance) at the model's own
+    settings, as a new user's first click. The time it took is printed, not asserted."""
+    from playwright.sync_api import expect
+
+    page.locator("#examples [data-testid=dataset-cell-0-0]").click()
+    expect(page.locator("#video-info")).to_contain_text("Skeleton video", timeout=60_000)
+    expect(page.locator("#steps input[type=number]")).to_have_value("3")
+    started = time.monotonic()
+    page.locator("#animate").click()
+    expect(page.locator("#result-info")).to_contain_text(re.compile(r"Done in \d+ s"), timeout=300_000)
+    print(f"example animated in {time.monotonic() - started:.1f} s: {page.locator('#result-info').inner_text()}")
+    expect(page.locator("#result-info")).to_contain_text("48 frames at 24 fps, 128×192")
+    expect(page.locator("#result video")).to_be_visible()
+    folder = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=folder / "example.png", full_page=True)
+    print(f"screenshot: {folder / 'example.png'}")
