@@ -1,6 +1,6 @@
 """Generation speed against the compute floor, and memory against video length. Prints tables; asserts nothing.
 
-    python bench/generate.py                 # tiny and full-size (SD1.5-shaped) UNet steps, memory at 24/96/384 frames
+    python bench/generate.py                 # tiny, small (built-in) and full-size (SD1.5-shaped) UNet steps; memory
     python bench/generate.py --skip-full     # without the full-size model (it needs ~12 GB of RAM on a CPU)
 
 1. Denoising step: one window of `--frames` frames through the denoising UNet with classifier-free guidance (batch 2),
@@ -58,12 +58,13 @@ def step_benchmark(architecture: str, frames: int, height: int, width: int, repe
 
                     buffer.copy_(sinusoidal_position_encoding(buffer.shape[1], buffer.shape[2]))
     latent_height, latent_width = height // 8, width // 8
+    channels = pipeline.reference_unet.config.in_channels  # 4 for SD's VAE, 8 for the built-in model's
     cross_dim = pipeline.reference_unet.config.cross_attention_dim
     context = torch.randn(1, 1, cross_dim)
     with torch.no_grad():
-        pipeline.reference_unet(torch.randn(1, 4, latent_height, latent_width), 0, encoder_hidden_states=context)
+        pipeline.reference_unet(torch.randn(1, channels, latent_height, latent_width), 0, encoder_hidden_states=context)
     pipeline.reference_features.reading = torch.tensor([False, True])
-    latents = torch.randn(2, 4, frames, latent_height, latent_width)  # [unconditional, conditional]
+    latents = torch.randn(2, channels, frames, latent_height, latent_width)  # [unconditional, conditional]
     encoder_hidden_states = torch.cat([torch.zeros_like(context), context]).repeat_interleave(frames, 0)
     skeletons = torch.rand(frames, 3, height, width)
 
@@ -86,7 +87,7 @@ def step_benchmark(architecture: str, frames: int, height: int, width: int, repe
 
 
 MEMORY_JOB = """
-import resource, sys, time, torch
+import sys, time, torch
 import numpy as np
 from collections.abc import Sequence
 from animate.architecture import build_pipeline
@@ -119,7 +120,10 @@ written = 0
 for chunk in pipeline.decode_latents(latents):
     written += len(to_uint8(chunk))  # a video writer would take them here
 seconds = time.perf_counter() - start
-print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, written, seconds)
+# VmHWM, not ru_maxrss: Linux keeps ru_maxrss across fork and exec, so a child of the large full-size process
+# would report the parent's peak.
+peak_kib = next(int(line.split()[1]) for line in open('/proc/self/status') if line.startswith('VmHWM:'))
+print(peak_kib / 1024, written, seconds)
 """
 
 
@@ -148,7 +152,7 @@ def main() -> None:
     rate = matmul_rate()
     print(f"measured fp32 matmul rate: {rate / 1e9:.1f} GFLOP/s (2048x2048, best of 10)\n")
 
-    configurations = [("tiny", 128, 128, 5)]
+    configurations = [("tiny", 128, 128, 5), ("small", 192, 128, 5)]  # small: the built-in model's architecture
     if not args.skip_full:
         configurations.append(("sd15", 256, 256, 2))
     rows = []
