@@ -437,8 +437,9 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, drivin
     report(0, f"Loading {entry.name} on {device.type}")
     try:
         pipeline, files = loaded_model.get(entry, device, dtype)
-    except CheckpointError as error:  # its message says how to repair that kind of model
-        raise ValueError(f"The model {entry.name} could not be loaded. {error}") from error
+    except CheckpointError as error:  # a saved pipeline's message says how to repair it; released weights download
+        hint = " Download it again in the Models tab." if entry.kind in ("released", "musepose") else ""
+        raise ValueError(f"The model {entry.name} could not be loaded. {error}{hint}") from error
     except OSError as error:
         raise ValueError(
             f"The model {entry.name} could not be loaded: {error} Download it again in the Models tab, "
