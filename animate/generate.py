@@ -310,7 +310,7 @@ def load_model(
     if (folder / "model_index.json").is_file():
         # Safetensors only: a folder missing one of its files fails instead of falling back to pickle files.
         try:
-            pipeline = AnimateAnyonePipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+            pipeline = AnimateAnyonePipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError) as error:  # a missing file, or weights of other shapes than the configs
             fix = (
                 "restore it with `git checkout weights/tiny` (or rebuild it: python -m animate.training.builtin)"
