@@ -269,8 +269,9 @@ def preferred_settings(entry) -> dict:
 
 
 def refresh_models(current: str | None):
-    values = [value for _, value in model_choices()]
-    return gr.update(choices=model_choices(), value=current if current in values else next(iter(values), None))
+    choices = model_choices()
+    values = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in values else next(iter(values), None))
 
 
 @user_errors
@@ -695,15 +696,17 @@ def show_run(run_name: str | None, seen: tuple | None = None):
     if not run_name:
         return "No training run yet.", None, [], "", *[gr.update(interactive=False)] * 3, None
     run_dir = RUNS_DIR / run_name
-    stamp = tuple(_mtime(run_dir / name) for name in ("process.json", "metrics.jsonl", "train.log", "samples"))
+    watched = (training_runs.PROCESS_FILE, "metrics.jsonl", training_runs.LOG_FILE, "samples")
+    stamp = tuple(_mtime(run_dir / name) for name in watched)
     if seen is not None and tuple(seen) == stamp:
         return *[gr.skip()] * 7, seen
-    run = training_runs.status(run_dir)
+    metrics = training_runs.read_metrics(run_dir)
+    run = training_runs.status(run_dir, metrics)
     steps = f"step {run.step}" + (f" of {run.max_steps}" if run.max_steps else "")
     text = f"**{run.name}** · stage {run.stage or '?'} · **{run.state}** · {steps}. {run.message}"
     rows = [
         (record["step"], record[key], label)
-        for record in training_runs.read_metrics(run_dir)
+        for record in metrics
         for key, label in (("loss", "training"), ("val_loss", "validation"))
         if key in record
     ]

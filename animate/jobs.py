@@ -12,6 +12,7 @@ app.py wires these to Gradio; nothing here imports gradio, so the same calls wor
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import math
@@ -64,7 +65,6 @@ class Job:
     folder: Path
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)  # set by `Jobs.finish`
-    started: float = field(default_factory=time.monotonic)
     # Called (from the cancelling thread) when the job is cancelled: lets a running pipeline stop before its next
     # window instead of at the end of the denoising step.
     on_cancel: list[Callable[[], None]] = field(default_factory=list)
@@ -192,6 +192,14 @@ def clip_frames(info: pose.VideoInfo, length: float, unit: str, stride: int) -> 
 
 
 def file_digest(path: str | Path) -> str:
+    """The file's sha256, computed once per version of the file (one upload is asked for it several times)."""
+    path = Path(path).resolve()
+    stat = path.stat()
+    return _digest(path, stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as file:
         while chunk := file.read(4 << 20):

@@ -24,6 +24,7 @@ from pathlib import Path
 
 import psutil
 
+from animate.training import train
 from animate.training.config import load_config
 from animate.training.train import STATE_FILE, latest_checkpoint
 
@@ -138,13 +139,14 @@ def stop(run_dir: Path, timeout: float = 30) -> RunStatus:
     return status(run_dir)
 
 
-def status(run_dir: Path) -> RunStatus:
+def status(run_dir: Path, metrics: list[dict] | None = None) -> RunStatus:
+    """`metrics`: the run's `read_metrics`, when the caller has already read them."""
     run_dir = Path(run_dir)
     record = _record(run_dir) or {}
-    metrics = read_metrics(run_dir)
+    metrics = read_metrics(run_dir) if metrics is None else metrics
     step = max((row["step"] for row in metrics), default=0)
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    checkpoint_step = int(checkpoint.name.split("-")[1]) if checkpoint is not None else None
+    checkpoint_step = train.checkpoint_step(checkpoint) if checkpoint is not None else None
     max_steps = record.get("max_steps")
     export_dir = Path(record["export_dir"]) if "export_dir" in record else None
     exported = export_dir is not None and (export_dir / "model_index.json").is_file()

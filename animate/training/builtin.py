@@ -81,7 +81,7 @@ def main() -> int:
         if not (config.export_path / "model_index.json").is_file():
             run("-m", "animate.training", f"--stage={stage}", f"--config=builtin_stage{stage}", *overrides)
 
-    final = load_config("builtin_stage2").export_path
+    final = config.export_path  # stage 2's
     partial = args.output.with_name(f".{args.output.name}.partial")
     shutil.rmtree(partial, ignore_errors=True)
     shutil.copytree(final, partial, ignore=shutil.ignore_patterns("released"))

@@ -140,7 +140,7 @@ def load_config(path: str | os.PathLike, overrides: dict[str, str] | None = None
 
 def _parse(item: dataclasses.Field, value):
     """A YAML or command-line value as the field's type (YAML reads `1e-5` as text, the command line gives text)."""
-    kind = item.type if isinstance(item.type, str) else item.type.__name__
+    kind = item.type  # a string: this module has postponed annotations
     if kind == "bool" and isinstance(value, str):
         if value.lower() not in ("true", "false", "1", "0", "yes", "no"):
             raise ValueError(f"{item.name} must be true or false, got {value!r}")

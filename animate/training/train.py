@@ -180,9 +180,9 @@ def train(config: TrainConfig) -> AnimateAnyonePipeline:
                 optimizer.step()
                 optimizer.zero_grad(set_to_none=True)
             losses.append(loss.detach())
-        loss = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
         done = step + 1
-        if done % config.log_every == 0 or done == config.max_steps:
+        if done % config.log_every == 0 or done == config.max_steps:  # the same on every process: reduce matches
+            loss = accelerator.reduce(torch.stack(losses).mean(), "mean").item()
             seconds = time.perf_counter() - started
             clips = config.batch_size * config.gradient_accumulation_steps * world
             metrics = {"loss": loss, "lr": learning_rate, "step_time": seconds, "samples_per_s": clips / seconds}
@@ -369,6 +369,11 @@ def seeded_generator(*keys: int) -> torch.Generator:
     return torch.Generator().manual_seed(int(high) << 32 | int(low))
 
 
+def sample_index(config: TrainConfig, index: int) -> int:
+    """Which sample the `index`-th draw reads: all of them in turn, or the first `num_samples` over and over."""
+    return index % config.num_samples if config.num_samples else index
+
+
 def batch_indices(config: TrainConfig, first_step: int, rank: int, world: int) -> Iterator[list[int]]:
     """The sample indices of every micro-batch from `first_step` on, for one process: consecutive blocks, so no
     two processes or micro-steps share a sample and a resumed run reads what an uninterrupted one would."""
@@ -376,7 +381,7 @@ def batch_indices(config: TrainConfig, first_step: int, rank: int, world: int) -
     for step in itertools.count(first_step):
         for micro_step in range(accumulation):
             first = ((step * accumulation + micro_step) * world + rank) * size
-            yield [index % config.num_samples if config.num_samples else index for index in range(first, first + size)]
+            yield [sample_index(config, index) for index in range(first, first + size)]
 
 
 @torch.no_grad()
@@ -397,7 +402,7 @@ def validate(
         folder = config.run_dir / "samples"
         folder.mkdir(parents=True, exist_ok=True)
         for index in range(config.validation_samples):
-            sample = samples[index % config.num_samples if config.num_samples else index]
+            sample = samples[sample_index(config, index)]
             batch = {name: tensor[None] for name, tensor in sample.items()}
             for draw in range(VALIDATION_DRAWS):
                 try:
@@ -468,10 +473,15 @@ def _truncate_metrics(path: Path, step: int) -> None:
     os.replace(partial, path)
 
 
+def checkpoint_step(folder: Path) -> int:
+    """The step a `checkpoint-<step>` folder was saved at."""
+    return int(folder.name.split("-")[1])
+
+
 def latest_checkpoint(checkpoints: Path) -> Path | None:
     """The newest complete checkpoint folder, or None."""
     complete = [folder for folder in checkpoints.glob("checkpoint-*") if (folder / STATE_FILE).is_file()]
-    return max(complete, key=lambda folder: int(folder.name.split("-")[1]), default=None)
+    return max(complete, key=checkpoint_step, default=None)
 
 
 def save_checkpoint(accelerator: Accelerator, checkpoints: Path, step: int, config: TrainConfig) -> None:
@@ -491,7 +501,7 @@ def save_checkpoint(accelerator: Accelerator, checkpoints: Path, step: int, conf
         final = checkpoints / f"checkpoint-{step:08d}"
         os.replace(partial, final)
         _sync(checkpoints)
-        complete = sorted(checkpoints.glob("checkpoint-*"), key=lambda folder: int(folder.name.split("-")[1]))
+        complete = sorted(checkpoints.glob("checkpoint-*"), key=checkpoint_step)
         for old in complete[: -config.keep_checkpoints]:
             doomed = old.with_name(f".deleting-{old.name}")
             os.replace(old, doomed)
