@@ -109,7 +109,9 @@ def _generate(args: argparse.Namespace) -> int:
         print(("\n" if shown["stage"] and stage != shown["stage"] else "\r") + f"{message:<72}", end="", flush=True)
         shown.update(stage=stage, time=now)
 
-    skeletons = prepare_skeletons(character, args.pose_video or args.video, width, height, settings, progress)
+    skeletons = prepare_skeletons(
+        character, args.pose_video or args.video, width, height, settings, progress, weights_dir=args.weights_dir
+    )
     result = generate_video(
         pipeline,
         character,

@@ -19,7 +19,7 @@ import argparse
 import json
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {args.model} is not a saved model folder (no model_index.json)", file=sys.stderr)
         return 2
     defaults = model_defaults(args.model)
-    steps, guidance = args.steps or defaults["steps"], args.guidance or defaults["guidance"]
+    steps = args.steps or defaults["steps"]
+    guidance = defaults["guidance"] if args.guidance is None else args.guidance
     width, height = args.size
     pipeline = AnimateAnyonePipeline.from_pretrained(args.model)
     pipeline.set_progress_bar_config(disable=True)
@@ -111,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     methods[f"{args.model.name} (stage 2)" if len(methods) > 1 else args.model.name] = pipeline
 
     clips = held_out_clips(args.clips, args.frames, width, height, args.seed)
+    if args.videos:
+        args.videos.mkdir(parents=True, exist_ok=True)
     scores: dict[str, list[Scores]] = {name: [] for name in methods}
     started = time.monotonic()
     for index, clip in enumerate(clips):
@@ -132,7 +135,6 @@ def main(argv: list[str] | None = None) -> int:
                 ).frames
             scores[name].append(score(outputs[name], clip))
         if args.videos:
-            args.videos.mkdir(parents=True, exist_ok=True)
             panels = [clip.frames, clip.skeletons, *(np.round(o * 255).astype(np.uint8) for o in outputs.values())]
             with VideoWriter(args.videos / f"heldout_{index}.mp4", 8.0) as writer:
                 writer.write_all(np.concatenate(frames, axis=1) for frames in zip(*panels, strict=True))
@@ -146,7 +148,7 @@ def main(argv: list[str] | None = None) -> int:
     print("|---|---|---|---|---|")
     table = {}
     for name, values in scores.items():
-        mean = {field: float(np.mean([getattr(v, field) for v in values])) for field in Scores.__dataclass_fields__}
+        mean = {item.name: float(np.mean([getattr(v, item.name) for v in values])) for item in fields(Scores)}
         table[name] = mean
         columns = f"{mean['psnr']:.2f} | {mean['ssim']:.3f} | {mean['character_psnr']:.2f} | {mean['flicker']:.4f}"
         print(f"| {name} | {columns} |")

@@ -132,11 +132,11 @@ def prepare_skeletons(
     A skeleton video is used as it is (fitted into the frame); a raw video goes through pose extraction, and the
     poses are fitted to the character (`fit_to_character`).
     """
-    info = pose.probe_video(driving_video)
     if pose.is_skeleton_video(driving_video):
         _report(progress, 0.0, "Reading the skeleton video")
         frames = SkeletonVideoFrames(driving_video, width, height, settings.stride, settings.max_frames)
-        return Skeletons(frames=frames, fps=info.fps / settings.stride, source="skeleton video")
+        fps = pose.probe_video(driving_video).fps / settings.stride
+        return Skeletons(frames=frames, fps=fps, source="skeleton video")
     started = time.monotonic()
 
     def extraction_progress(done: int, total: int) -> None:
@@ -282,12 +282,10 @@ def generate_video(
 DEFAULTS_FILE = "generation_defaults.json"
 RELEASED_DEFAULTS = {
     "short_side": 512,
-    "steps": 30,
-    "guidance": 3.5,
-    "hands": True,
-    "face": True,
-    "context_frames": 24,
-    "context_overlap": 4,
+    **{
+        name: getattr(GenerationSettings, name)
+        for name in ("steps", "guidance", "hands", "face", "context_frames", "context_overlap")
+    },
 }
 
 
@@ -314,7 +312,9 @@ def load_model(
         except (OSError, ValueError) as error:  # a missing file, or weights of other shapes than the configs
             fix = (
                 "restore it with `git checkout weights/tiny` (or rebuild it: python -m animate.training.builtin)"
-                if folder.resolve() == (WEIGHTS_DIR / "tiny").resolve()
+                if isinstance(model, ModelEntry)
+                and model.kind == "builtin"
+                or folder.resolve() == (WEIGHTS_DIR / "tiny").resolve()
                 else "export it again (Training tab, or python -m animate.training with --max_steps=<its last step>)"
             )
             raise CheckpointError(
