@@ -117,6 +117,20 @@ def _letterbox(image: np.ndarray, width: int, height: int) -> np.ndarray:
     return canvas
 
 
+def extraction_progress(progress: Progress | None, cancel: threading.Event | None) -> Callable[[int, int], None]:
+    """A pose-extraction progress callback (done, total) that reports frames and time left, and stops the
+    extraction (GenerationCancelled) once `cancel` is set."""
+    started = time.monotonic()
+
+    def report(done: int, total: int) -> None:
+        if cancel is not None and cancel.is_set():
+            raise GenerationCancelled()
+        left = (time.monotonic() - started) / done * (total - done)
+        _report(progress, done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
+
+    return report
+
+
 def prepare_skeletons(
     character: np.ndarray,
     driving_video: str | os.PathLike,
@@ -137,14 +151,6 @@ def prepare_skeletons(
         frames = SkeletonVideoFrames(driving_video, width, height, settings.stride, settings.max_frames)
         fps = pose.probe_video(driving_video).fps / settings.stride
         return Skeletons(frames=frames, fps=fps, source="skeleton video")
-    started = time.monotonic()
-
-    def extraction_progress(done: int, total: int) -> None:
-        if cancel is not None and cancel.is_set():
-            raise GenerationCancelled()
-        left = (time.monotonic() - started) / done * (total - done)
-        _report(progress, done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
-
     sequence = pose.extract_poses(
         driving_video,
         backend=settings.backend,
@@ -152,7 +158,7 @@ def prepare_skeletons(
         max_frames=settings.max_frames,
         hands=settings.hands,
         face=settings.face,
-        progress=extraction_progress,
+        progress=extraction_progress(progress, cancel),
         weights_dir=weights_dir,
     )
     return fit_to_character(character, sequence, width, height, settings, weights_dir=weights_dir)
@@ -174,11 +180,7 @@ def fit_to_character(
         warnings.append(f"No person was found in {len(sequence.missing_frames)} of {len(sequence)} driving frames.")
     if character_pose is None:
         backend = sequence.backend or settings.backend
-        detector = pose.get_detector(backend, weights_dir, hands=settings.hands, face=settings.face)
-        try:
-            character_pose = detector.detect(character)
-        finally:
-            detector.close()
+        character_pose = pose.detect_image(character, backend, weights_dir, hands=settings.hands, face=settings.face)
     aligned, align_warnings = pose.align_poses(sequence, character_pose, settings.align)
     frames = pose.SkeletonFrames(aligned, width, height, hands=settings.hands, face=settings.face)
     return Skeletons(frames, sequence.fps, "extracted", warnings + align_warnings, aligned)

@@ -37,6 +37,7 @@ from animate.generate import (
     GenerationSettings,
     Progress,
     Skeletons,
+    extraction_progress,
     fit_to_character,
     load_model,
     prepare_skeletons,
@@ -286,11 +287,7 @@ class PoseCache:
         key = ("character", hashlib.sha256(character.tobytes()).hexdigest(), character.shape, backend, hands, face)
         found = self._get(key)
         if found is None:
-            detector = pose.get_detector(backend, self.weights_dir, hands=hands, face=face)
-            try:
-                found = detector.detect(character)
-            finally:
-                detector.close()
+            found = pose.detect_image(character, backend, self.weights_dir, hands=hands, face=face)
             self._put(key, found)
         return found
 
@@ -309,16 +306,7 @@ class PoseCache:
         if self.is_skeleton_video(video):
             skeletons = prepare_skeletons(character, video, width, height, settings, progress, cancel, self.weights_dir)
             return skeletons, False
-        started = time.monotonic()
-
-        def extraction_progress(done: int, total: int) -> None:
-            if cancel is not None and cancel.is_set():
-                raise GenerationCancelled()
-            if progress is not None:
-                left = (time.monotonic() - started) / done * (total - done)
-                progress(done / total, f"Detecting poses: frame {done}/{total}, about {left:.0f} s left")
-
-        sequence, reused = self.driving_poses(video, settings, extraction_progress)
+        sequence, reused = self.driving_poses(video, settings, extraction_progress(progress, cancel))
         backend = sequence.backend or settings.backend
         character_pose = self.character_pose(character, backend, settings.hands, settings.face)
         fitted = fit_to_character(character, sequence, width, height, settings, character_pose, self.weights_dir)

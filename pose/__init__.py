@@ -15,6 +15,7 @@ from .detect import (
     PoseDetector,
     available_backends,
     default_backend,
+    detect_image,
     get_detector,
 )
 from .draw import SkeletonFrames, draw_pose, overlay_pose
@@ -47,6 +48,7 @@ __all__ = [
     "extract_poses",
     "fill_gaps",
     "follow_main_person",
+    "detect_image",
     "get_detector",
     "is_skeleton_video",
     "overlay_pose",

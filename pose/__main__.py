@@ -17,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from .align import ALIGN_MODES, align_poses
-from .detect import BACKENDS, WEIGHTS_DIR, MissingWeightsError, get_detector
+from .detect import BACKENDS, WEIGHTS_DIR, MissingWeightsError, detect_image
 from .extract import NoPersonFoundError, extract_poses
 from .preview import preview_on_character, write_skeleton_video
 from .video import VideoError
@@ -86,9 +86,9 @@ def _extract_one(video: Path, output: Path, args: argparse.Namespace) -> None:
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.align is not None:
         character = np.asarray(Image.open(args.align).convert("RGB"))
-        detector = get_detector(sequence.backend, args.weights_dir, hands=not args.no_hands, face=not args.no_face)
-        reference = detector.detect(character)
-        detector.close()
+        reference = detect_image(
+            character, sequence.backend, args.weights_dir, hands=not args.no_hands, face=not args.no_face
+        )
         sequence, _ = align_poses(sequence, reference, args.align_mode)  # warnings are logged
         preview = output.with_name(f"{output.stem}_preview.png")
         Image.fromarray(preview_on_character(character, sequence)).save(preview)

@@ -102,6 +102,17 @@ def get_detector(
     return MediaPipeDetector(hands=hands, face=face, video=video)
 
 
+def detect_image(
+    image: np.ndarray, name: str = "auto", weights_dir: Path = WEIGHTS_DIR, *, hands: bool = True, face: bool = True
+) -> PoseFrame:
+    """The poses in one image (a character picture), with a detector opened for it and closed after."""
+    detector = get_detector(name, weights_dir, hands=hands, face=face)
+    try:
+        return detector.detect(image)
+    finally:
+        detector.close()
+
+
 def check_image(image: np.ndarray) -> np.ndarray:
     """The image as a contiguous RGB uint8 array; raises ValueError for anything else."""
     if not isinstance(image, np.ndarray) or image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
