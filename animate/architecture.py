@@ -7,6 +7,7 @@ Training from scratch starts from `build_pipeline`; fine-tuning starts from rele
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import torch
@@ -153,12 +154,8 @@ def build_pipeline(
         reference_unet = UNet2DConditionModel.from_config(architecture.unet)
         denoising_unet = UNet2DConditionModel.from_config(architecture.unet)
         if motion:
-            adapter = MotionAdapter(
-                block_out_channels=tuple(architecture.unet["block_out_channels"]),
-                motion_layers_per_block=architecture.unet["layers_per_block"],
-                motion_num_attention_heads=architecture.motion_num_attention_heads,
-                motion_max_seq_length=architecture.motion_max_frames,
-                use_motion_mid_block=True,
+            adapter = motion_adapter(
+                architecture.unet, architecture.motion_num_attention_heads, architecture.motion_max_frames
             )
             denoising_unet = UNetMotionModel.from_unet2d(denoising_unet, adapter, load_weights=device != "meta")
         pose_guider = PoseGuider(
@@ -174,4 +171,15 @@ def build_pipeline(
         pose_guider=pose_guider,
         scheduler=DDIMScheduler(**architecture.scheduler),
         feature_extractor=clip_processor(image_size),
+    )
+
+
+def motion_adapter(unet_config: Mapping, num_attention_heads: int, max_frames: int = 32) -> MotionAdapter:
+    """New AnimateDiff v2 motion modules (with the mid-block one) for a 2D UNet of this config, randomly initialised."""
+    return MotionAdapter(
+        block_out_channels=tuple(unet_config["block_out_channels"]),
+        motion_layers_per_block=unet_config["layers_per_block"],
+        motion_num_attention_heads=num_attention_heads,
+        motion_max_seq_length=max_frames,
+        use_motion_mid_block=True,
     )

@@ -57,21 +57,13 @@ def score(generated: np.ndarray, clip: PuppetClip) -> Scores:
     return Scores(float(np.mean(psnr)), float(np.mean(ssim)), float(np.mean(character_psnr)), float(flicker))
 
 
-def spatial_unet(unet: UNetMotionModel) -> UNet2DConditionModel:
-    """The UNet2DConditionModel with `unet`'s spatial weights: the model without its motion modules."""
-    blocks = {
-        "CrossAttnDownBlockMotion": "CrossAttnDownBlock2D",
-        "DownBlockMotion": "DownBlock2D",
-        "CrossAttnUpBlockMotion": "CrossAttnUpBlock2D",
-        "UpBlockMotion": "UpBlock2D",
-    }
-    config = {key: value for key, value in unet.config.items() if not key.startswith("_")}
-    config["down_block_types"] = [blocks[name] for name in config["down_block_types"]]
-    config["up_block_types"] = [blocks[name] for name in config["up_block_types"]]
-    # SD1.5's legacy naming: UNet2DConditionModel takes the head count as attention_head_dim.
-    config["attention_head_dim"] = config.pop("num_attention_heads") or config["attention_head_dim"]
-    known = set(UNet2DConditionModel.extract_init_dict(config)[0])
-    image_unet = UNet2DConditionModel.from_config({key: value for key, value in config.items() if key in known})
+def spatial_unet(unet: UNetMotionModel, reference_unet: UNet2DConditionModel) -> UNet2DConditionModel:
+    """The UNet2DConditionModel with `unet`'s spatial weights: the model without its motion modules.
+
+    Animate Anyone's ReferenceNet has the denoising UNet's 2D architecture (both are SD1.5's UNet), so its config
+    builds it; the strict load fails loudly if a model breaks that.
+    """
+    image_unet = UNet2DConditionModel.from_config(reference_unet.config)
     spatial = {key: value for key, value in unet.state_dict().items() if ".motion_modules." not in key}
     image_unet.load_state_dict(spatial, strict=True)
     return image_unet.to(unet.device, unet.dtype)
@@ -105,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     pipeline.set_progress_bar_config(disable=True)
     methods = {"reference copied to every frame": None}
     if isinstance(pipeline.denoising_unet, UNetMotionModel):
-        components = {**pipeline.components, "denoising_unet": spatial_unet(pipeline.denoising_unet)}
-        image_model = AnimateAnyonePipeline(**components)
+        image_unet = spatial_unet(pipeline.denoising_unet, pipeline.reference_unet)
+        image_model = AnimateAnyonePipeline(**{**pipeline.components, "denoising_unet": image_unet})
         image_model.set_progress_bar_config(disable=True)
         methods["stage 1 (no motion modules)"] = image_model
     methods[f"{args.model.name} (stage 2)" if len(methods) > 1 else args.model.name] = pipeline

@@ -28,11 +28,7 @@ from transformers import CLIPImageProcessorPil, CLIPVisionModelWithProjection
 from animate.patch_vae import PatchVAE
 from animate.pose_guider import PoseGuider
 from animate.reference_attention import ReferenceFeatures, install_reference_attention
-from animate.unet import (
-    extend_motion_position_encoding,
-    normalize_motion_modules_per_frame,
-    pose_features_added_after_conv_in,
-)
+from animate.unet import denoise, extend_motion_position_encoding, normalize_motion_modules_per_frame
 from animate.windows import blend_weights, context_windows
 
 ImageInput = PIL.Image.Image | np.ndarray
@@ -305,18 +301,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         videos = context.shape[0]  # 2 with guidance: [unconditional, conditional]
         pose_features = self.encode_poses(pose_frames, window, height, width).repeat(videos, 1, 1, 1)
         model_input = self.scheduler.scale_model_input(window_latents, timestep).repeat(videos, 1, 1, 1, 1)
-        unet = self.denoising_unet
-        # Both UNets take the context per frame, (videos * frames, 1, dim), as diffusers' AnimateDiff pipeline does.
-        encoder_hidden_states = context.repeat_interleave(len(window), dim=0)
-        if not isinstance(unet, UNetMotionModel):  # the stage-1 2D UNet: each frame on its own, frames in the batch
-            # (videos * frames, 4, h, w)
-            model_input = model_input.permute(0, 2, 1, 3, 4).flatten(0, 1)
-        with pose_features_added_after_conv_in(unet, pose_features):
-            output = unet(model_input.to(unet.dtype), timestep, encoder_hidden_states=encoder_hidden_states).sample
-        output = output.float()
-        if not isinstance(unet, UNetMotionModel):
-            # back to (videos, 4, frames, h, w)
-            output = output.unflatten(0, (videos, -1)).permute(0, 2, 1, 3, 4)
+        output = denoise(self.denoising_unet, model_input, timestep, context, pose_features).float()
         if guidance_scale is None:
             return output
         unconditional, conditional = output.chunk(2)

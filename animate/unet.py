@@ -9,6 +9,8 @@
    `__init__` signature, and a subclass would have to restate all of its ~40 arguments.
 2. The pose features are added to the output of `conv_in` (the reference's `sample = conv_in(sample) + pose`),
    through a forward hook scoped to one call, since diffusers' UNets have no input for it.
+
+`denoise` is the one model call that inference and training share, for either UNet.
 """
 
 from __future__ import annotations
@@ -100,3 +102,30 @@ def pose_features_added_after_conv_in(unet: DenoisingUNet, pose_features: torch.
         yield
     finally:
         handle.remove()
+
+
+def denoise(
+    unet: DenoisingUNet,
+    latents: torch.Tensor,
+    timesteps: torch.Tensor | int,
+    context: torch.Tensor,
+    pose_features: torch.Tensor,
+) -> torch.Tensor:
+    """The UNet's output for video latents (videos, C, frames, h, w), in their layout and the UNet's dtype.
+
+    `timesteps` is one timestep or one per video, `context` the image embedding per video (videos, 1, dim) and
+    `pose_features` (videos * frames, C', h, w). Both UNets take the context per frame, as diffusers' AnimateDiff
+    pipeline gives it; the stage-1 2D UNet sees each frame on its own, frames in the batch.
+    """
+    videos, _, frames = latents.shape[:3]
+    encoder_hidden_states = context.repeat_interleave(frames, dim=0)  # (videos * frames, 1, dim)
+    motion = isinstance(unet, UNetMotionModel)
+    if not motion:
+        latents = latents.permute(0, 2, 1, 3, 4).flatten(0, 1)  # (videos * frames, C, h, w)
+        if torch.is_tensor(timesteps) and timesteps.ndim == 1:
+            timesteps = timesteps.repeat_interleave(frames)
+    with pose_features_added_after_conv_in(unet, pose_features):
+        output = unet(latents.to(unet.dtype), timesteps, encoder_hidden_states=encoder_hidden_states).sample
+    if not motion:
+        output = output.unflatten(0, (videos, frames)).permute(0, 2, 1, 3, 4)
+    return output

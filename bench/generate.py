@@ -26,7 +26,7 @@ from torch.utils.flop_counter import FlopCounterMode
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from animate.architecture import build_pipeline  # noqa: E402
-from animate.unet import pose_features_added_after_conv_in  # noqa: E402
+from animate.unet import denoise  # noqa: E402
 
 
 def matmul_rate(size: int = 2048, repeats: int = 10) -> float:
@@ -65,14 +65,13 @@ def step_benchmark(architecture: str, frames: int, height: int, width: int, repe
         pipeline.reference_unet(torch.randn(1, channels, latent_height, latent_width), 0, encoder_hidden_states=context)
     pipeline.reference_features.reading = torch.tensor([False, True])
     latents = torch.randn(2, channels, frames, latent_height, latent_width)  # [unconditional, conditional]
-    encoder_hidden_states = torch.cat([torch.zeros_like(context), context]).repeat_interleave(frames, 0)
+    contexts = torch.cat([torch.zeros_like(context), context])
     skeletons = torch.rand(frames, 3, height, width)
 
     def step() -> torch.Tensor:
         with torch.no_grad():
             pose_features = pipeline.pose_guider(skeletons).repeat(2, 1, 1, 1)
-            with pose_features_added_after_conv_in(pipeline.denoising_unet, pose_features):
-                return pipeline.denoising_unet(latents, 999, encoder_hidden_states=encoder_hidden_states).sample
+            return denoise(pipeline.denoising_unet, latents, 999, contexts, pose_features)
 
     counter = FlopCounterMode(display=False)
     with counter:

@@ -52,9 +52,6 @@ def main() -> None:
         return wrapper
 
     pipeline = train.load_pipeline(config)
-    pipeline.scheduler = train.DDIMScheduler(
-        **{**train.ANIMATE_ANYONE_SCHEDULER, "beta_schedule": config.beta_schedule}
-    )
     pipeline.encode_reference_image = timed("CLIP (PIL preprocessing + encoder)", pipeline.encode_reference_image)
     pipeline.vae.encode = timed("VAE encode", pipeline.vae.encode)
     parameters = train.trainable_parameters(pipeline, config.stage)

@@ -41,7 +41,7 @@ def test_spatial_unet_is_the_model_without_its_motion_modules():
         if isinstance(module, AnimateDiffTransformer3D):
             torch.nn.init.zeros_(module.proj_out.weight)
             torch.nn.init.zeros_(module.proj_out.bias)
-    image_unet = spatial_unet(unet)
+    image_unet = spatial_unet(unet, pipeline.reference_unet)
     pipeline.reference_features.features = {}
     from animate.reference_attention import ReferenceFeatures, install_reference_attention
 

@@ -22,7 +22,7 @@ from collections.abc import Sequence
 
 from accelerate import PartialState
 
-from animate.training.config import load_config
+from animate.training.config import load_config, parse_overrides
 from animate.training.train import train
 
 
@@ -35,19 +35,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--stage", type=int, choices=(1, 2), required=True, help="1: image stage, 2: temporal stage")
     parser.add_argument("--config", required=True, help="a YAML file, or a preset: stage1, stage2, tiny_stage1, ...")
     args, rest = parser.parse_known_args(argv)
-    overrides = {}
-    while rest:
-        option = rest.pop(0)
-        if not option.startswith("--") or len(option) == 2:
-            parser.error(f"unexpected argument {option!r}: overrides look like --FIELD=VALUE")
-        name, equals, value = option[2:].partition("=")
-        if not equals:
-            if not rest:
-                parser.error(f"--{name} needs a value")
-            value = rest.pop(0)
-        overrides[name.replace("-", "_")] = value
     try:
-        config = load_config(args.config, overrides)
+        config = load_config(args.config, parse_overrides(rest))
     except ValueError as error:
         parser.error(str(error))
     if config.stage != args.stage:

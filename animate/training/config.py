@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -18,6 +20,7 @@ from animate.weights import WEIGHTS_DIR
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 RUNS_DIR = WEIGHTS_DIR.parent / "runs"
+Config = TypeVar("Config")
 
 
 @dataclass
@@ -130,12 +133,32 @@ def load_config(path: str | os.PathLike, overrides: dict[str, str] | None = None
     values = yaml.safe_load(path.read_text()) or {}
     if not isinstance(values, dict):
         raise ValueError(f"{path} must be a YAML mapping of config fields")
-    values |= overrides or {}
-    fields = {item.name: item for item in dataclasses.fields(TrainConfig)}
+    return config_from(TrainConfig, values | (overrides or {}), f"{path} or the command line")
+
+
+def config_from(kind: type[Config], values: dict, source: str) -> Config:
+    """The dataclass `kind` with `values` (field -> value or text) over its defaults; ValueError names `source`."""
+    fields = {item.name: item for item in dataclasses.fields(kind)}
     unknown = sorted(set(values) - set(fields))
     if unknown:
-        raise ValueError(f"Unknown config field(s) {', '.join(unknown)} in {path} or the command line")
-    return TrainConfig(**{name: _parse(fields[name], value) for name, value in values.items()})
+        raise ValueError(f"Unknown config field(s) {', '.join(unknown)} in {source}")
+    return kind(**{name: _parse(fields[name], value) for name, value in values.items()})
+
+
+def parse_overrides(arguments: Sequence[str]) -> dict[str, str]:
+    """Command-line `--field=value` or `--field value` arguments -> {field: value text}."""
+    arguments, overrides = list(arguments), {}
+    while arguments:
+        option = arguments.pop(0)
+        if not option.startswith("--") or len(option) == 2:
+            raise ValueError(f"unexpected argument {option!r}: overrides look like --FIELD=VALUE")
+        name, equals, value = option[2:].partition("=")
+        if not equals:
+            if not arguments:
+                raise ValueError(f"--{name} needs a value")
+            value = arguments.pop(0)
+        overrides[name.replace("-", "_")] = value
+    return overrides
 
 
 def _parse(item: dataclasses.Field, value):

@@ -32,11 +32,11 @@ import torch
 import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs
-from diffusers import DDIMScheduler, MotionAdapter, UNetMotionModel
+from diffusers import DDIMScheduler, UNetMotionModel
 from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 from diffusers.training_utils import compute_snr
 
-from animate.architecture import ARCHITECTURES, build_pipeline
+from animate.architecture import ARCHITECTURES, build_pipeline, motion_adapter
 from animate.checkpoints import (
     ANIMATE_ANYONE_SCHEDULER,
     PROFILES,
@@ -49,7 +49,7 @@ from animate.export import side_by_side
 from animate.pipeline import AnimateAnyonePipeline, to_uint8
 from animate.training.config import TrainConfig
 from animate.training.dataset import PuppetSamples, VideoSamples, make_samples
-from animate.unet import extend_motion_position_encoding, pose_features_added_after_conv_in
+from animate.unet import denoise, extend_motion_position_encoding
 from pose.video import VideoWriter
 
 logger = logging.getLogger(__name__)
@@ -83,10 +83,6 @@ def train(config: TrainConfig) -> AnimateAnyonePipeline:
     # 2. Components: every weight stays float32 (autocast gives the speed), so an export holds exactly the weights
     # that were loaded plus what was trained.
     pipeline = load_pipeline(config)
-    pipeline.scheduler = DDIMScheduler(**{**ANIMATE_ANYONE_SCHEDULER, "beta_schedule": config.beta_schedule})
-    pipeline.set_progress_bar_config(disable=True)
-    if isinstance(pipeline.denoising_unet, UNetMotionModel):
-        extend_motion_position_encoding(pipeline.denoising_unet, config.num_frames)
 
     # 3. Freezing (what each stage trains) and gradient checkpointing
     parameters = trainable_parameters(pipeline, config.stage)
@@ -201,7 +197,8 @@ def train(config: TrainConfig) -> AnimateAnyonePipeline:
 
 
 def load_pipeline(config: TrainConfig) -> AnimateAnyonePipeline:
-    """The model training starts from (see `TrainConfig.init_from`), with new motion modules for stage 2."""
+    """The model training starts from (see `TrainConfig.init_from`), with new motion modules for stage 2, the
+    training scheduler and motion position encodings that cover `num_frames`."""
     source = Path(config.init_from)
     if config.init_from in ARCHITECTURES:
         pipeline = build_pipeline(config.init_from, seed=config.seed, motion=False)
@@ -223,6 +220,10 @@ def load_pipeline(config: TrainConfig) -> AnimateAnyonePipeline:
         pipeline = AnimateAnyonePipeline(
             **{**pipeline.components, "denoising_unet": add_motion_modules(pipeline, config)}
         )
+    pipeline.scheduler = DDIMScheduler(**{**ANIMATE_ANYONE_SCHEDULER, "beta_schedule": config.beta_schedule})
+    pipeline.set_progress_bar_config(disable=True)
+    if isinstance(pipeline.denoising_unet, UNetMotionModel):
+        extend_motion_position_encoding(pipeline.denoising_unet, config.num_frames)
     return pipeline
 
 
@@ -238,13 +239,7 @@ def add_motion_modules(pipeline: AnimateAnyonePipeline, config: TrainConfig) -> 
     else:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(config.seed)
-            adapter = MotionAdapter(
-                block_out_channels=channels,
-                motion_layers_per_block=unet.config.layers_per_block,
-                motion_num_attention_heads=config.motion_num_attention_heads,
-                motion_max_seq_length=32,  # AnimateDiff v2's and the released model's
-                use_motion_mid_block=True,
-            )
+            adapter = motion_adapter(unet.config, config.motion_num_attention_heads)  # 32 frames, as AnimateDiff v2
         # AnimateDiff zero-initialises each temporal transformer's output projection: every motion module then
         # adds nothing to its residual, and stage 2 starts exactly at the stage-1 model.
         for module in adapter.modules():
@@ -301,23 +296,11 @@ class AnimateAnyoneTrainingModel(torch.nn.Module):
         inference: zero image embedding and plain self-attention, but the pose features. The reference features
         stay in `reference_features` until the caller clears them (after backward).
         """
-        videos, _, frames = noisy_latents.shape[:3]
         self.reference_unet(reference_latents, 0, encoder_hidden_states=image_embeds)  # at timestep 0, as inference
         self.reference_features.reading = reading
         pose_features = self.pose_guider(poses.flatten(0, 1))  # (videos * frames, C, h, w)
-        # (videos * frames, 1, dim): per frame, as the pipeline gives both UNets
-        context = (image_embeds * reading[:, None, None]).repeat_interleave(frames, dim=0)
-        unet = self.denoising_unet
-        if isinstance(unet, UNetMotionModel):
-            model_input, unet_timesteps = noisy_latents, timesteps
-        else:  # the stage-1 2D UNet: frames in the batch, (videos * frames, 4, h, w)
-            model_input = noisy_latents.permute(0, 2, 1, 3, 4).flatten(0, 1)
-            unet_timesteps = timesteps.repeat_interleave(frames)
-        with pose_features_added_after_conv_in(unet, pose_features):
-            output = unet(model_input, unet_timesteps, encoder_hidden_states=context).sample
-        if not isinstance(unet, UNetMotionModel):  # back to (videos, 4, frames, h, w)
-            output = output.unflatten(0, (videos, frames)).permute(0, 2, 1, 3, 4)
-        return output
+        context = image_embeds * reading[:, None, None]
+        return denoise(self.denoising_unet, noisy_latents, timesteps, context, pose_features)
 
 
 def diffusion_loss(

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from animate.architecture import ARCHITECTURES
+from animate.training.config import config_from, parse_overrides
 from animate.training.dataset import PuppetSamples
 
 logger = logging.getLogger(__name__)
@@ -171,19 +172,10 @@ def latent_scaling_factor(vae: torch.nn.Module, config: VAEConfig) -> float:
     return float(1 / latents.std())
 
 
-def parse_overrides(argv: list[str]) -> VAEConfig:
-    """`--key=value` or `--key value` arguments over the defaults."""
-    config = VAEConfig()
-    types = {field.name: field.type for field in dataclasses.fields(VAEConfig)}
-    tokens = [token for argument in argv for token in argument.split("=", 1)]
-    for key, value in zip(tokens[::2], tokens[1::2], strict=True):
-        name = key.removeprefix("--").replace("-", "_")
-        if name not in types:
-            raise SystemExit(f"unknown option {key}; the options are the fields of VAEConfig: {', '.join(types)}")
-        setattr(config, name, {"int": int, "float": float, "str": str}[types[name]](value))
-    return config
-
-
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO, format="%(levelname)s: %(message)s")
-    train(parse_overrides(sys.argv[1:]))
+    try:
+        config = config_from(VAEConfig, parse_overrides(sys.argv[1:]), "the command line")
+    except ValueError as error:
+        raise SystemExit(f"error: {error} (the options are the fields of VAEConfig, animate/training/vae.py)") from None
+    train(config)
