@@ -65,8 +65,8 @@ def spatial_unet(unet: UNetMotionModel, reference_unet: UNet2DConditionModel) ->
     """
     image_unet = UNet2DConditionModel.from_config(reference_unet.config)
     spatial = {key: value for key, value in unet.state_dict().items() if ".motion_modules." not in key}
-    image_unet.load_state_dict(spatial, strict=True)
-    return image_unet.to(unet.device, unet.dtype)
+    image_unet.load_state_dict(spatial, strict=True, assign=True)  # shares `unet`'s tensors: same device and dtype
+    return image_unet
 
 
 def held_out_clips(count: int, num_frames: int, width: int, height: int, seed: int) -> list[PuppetClip]:
