@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import subprocess
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -160,7 +161,7 @@ def read_frames(
 class VideoWriter:
     """Writes RGB uint8 frames to an H.264 mp4 (yuv420p, plays everywhere), optionally with an audio track.
 
-    `audio_from` copies the first audio stream of another file, cut to the video's length; `metadata` becomes
+    `audio_from` copies the first audio stream of another file, cut or padded to the video's length; `metadata` becomes
     the container's tags (mp4 keeps `title` and `comment`, which is where we put the generation settings).
     The file appears at `path` only when `close()` succeeds: it is written to a temporary name first, so a failed
     or cancelled job never leaves a half-written file over an earlier result.
@@ -206,11 +207,6 @@ class VideoWriter:
         output_params = ["-movflags", "+faststart"]
         for key, value in self.metadata.items():
             output_params += ["-metadata", f"{key}={value}"]
-        if self.audio_from is not None:
-            # The video's length decides: `apad` extends an audio track that ends early with silence (without it,
-            # ffmpeg stops reading frames when the audio runs out and the pipe breaks), `-shortest` cuts one that is
-            # longer.
-            output_params += ["-af", "apad", "-shortest"]
         self._writer = imageio_ffmpeg.write_frames(
             str(self._partial_path),
             (width, height),
@@ -218,12 +214,27 @@ class VideoWriter:
             codec="libx264",
             quality=self.quality,
             macro_block_size=2,  # yuv420p needs even sides; odd ones are scaled up by one pixel
-            audio_path=None if self.audio_from is None else str(self.audio_from),
-            audio_codec="aac" if self.audio_from is not None else None,
             output_params=output_params,
             ffmpeg_log_level="error",
         )
         self._writer.send(None)
+
+    def _add_audio(self) -> None:
+        """Muxes `audio_from`'s first audio track into the finished video, padded with silence or cut to exactly
+        the frames' duration. A second pass, because only now is that duration known: muxing while the frames still
+        arrive (`-shortest`) lets the audio run ahead of a slowly fed video by a varying fraction of a second."""
+        with_audio = self._partial_path.with_name(f".{self.path.stem}.audio.partial{self.path.suffix}")
+        command = [
+            imageio_ffmpeg.get_ffmpeg_exe(), "-y", "-loglevel", "error",
+            "-i", str(self._partial_path), "-i", str(self.audio_from),
+            "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac",
+            "-t", f"{self.frames_written / self.fps:.6f}", "-movflags", "+faststart", str(with_audio),
+        ]  # fmt: skip
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode != 0:
+            with_audio.unlink(missing_ok=True)
+            raise VideoError(f"Could not add the audio of {Path(self.audio_from).name}: {result.stderr.strip()}")
+        os.replace(with_audio, self._partial_path)
 
     def close(self) -> Path:
         """Finishes the file and moves it into place. Raises `VideoError` if no frame was written."""
@@ -232,6 +243,8 @@ class VideoWriter:
         writer, self._writer = self._writer, None
         try:
             writer.close()
+            if self.audio_from is not None:
+                self._add_audio()
         except BaseException:  # ffmpeg failed while finishing: nothing usable to keep
             self._partial_path.unlink(missing_ok=True)
             raise
