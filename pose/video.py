@@ -230,11 +230,14 @@ class VideoWriter:
             "-map", "0:v:0", "-map", "1:a:0", "-c:v", "copy", "-af", "apad", "-c:a", "aac",
             "-t", f"{self.frames_written / self.fps:.6f}", "-movflags", "+faststart", str(with_audio),
         ]  # fmt: skip
-        result = subprocess.run(command, capture_output=True, text=True)
-        if result.returncode != 0:
+        try:
+            result = subprocess.run(command, capture_output=True, text=True)
+            if result.returncode != 0:
+                reason = (result.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
+                raise VideoError(f"Could not add the audio of {Path(self.audio_from).name}: {reason}")
+            os.replace(with_audio, self._partial_path)
+        finally:  # interrupted or failed: no second partial file left behind
             with_audio.unlink(missing_ok=True)
-            raise VideoError(f"Could not add the audio of {Path(self.audio_from).name}: {result.stderr.strip()}")
-        os.replace(with_audio, self._partial_path)
 
     def close(self) -> Path:
         """Finishes the file and moves it into place. Raises `VideoError` if no frame was written."""

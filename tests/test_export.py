@@ -11,7 +11,7 @@ import pytest
 from PIL import Image
 
 from animate.export import export_video, file_sha256, generation_settings, read_settings, side_by_side
-from pose.video import probe_video, read_frames
+from pose.video import VideoError, VideoWriter, probe_video, read_frames
 
 FFMPEG = imageio_ffmpeg.get_ffmpeg_exe()
 SETTINGS = {"seed": 7, "steps": 20, "guidance": 3.5}
@@ -209,3 +209,19 @@ def test_failed_first_export_leaves_nothing(tmp_path):
     with pytest.raises(ValueError, match="ran out"):
         export_video(frames, tmp_path / "out.mp4", settings=SETTINGS, fps=24)
     assert list(tmp_path.iterdir()) == []
+
+
+def test_unreadable_audio_source_keeps_the_earlier_result_and_leaves_no_partial_file(tmp_path):
+    target = tmp_path / "out.mp4"
+    export_video([np.full((32, 32, 3), 200, np.uint8)] * 5, target, settings={"run": 1}, fps=24)
+    earlier = target.read_bytes()
+    broken = tmp_path / "broken.mp4"
+    broken.write_bytes(b"not a video")
+
+    writer = VideoWriter(target, 24, audio_from=broken)
+    writer.write_all([np.zeros((32, 32, 3), np.uint8)] * 5)
+    with pytest.raises(VideoError, match="Could not add the audio of broken.mp4"):
+        writer.close()
+
+    assert target.read_bytes() == earlier
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["broken.mp4", "out.json", "out.mp4"]
