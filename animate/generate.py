@@ -312,11 +312,11 @@ def load_model(
         try:
             pipeline = AnimateAnyonePipeline.from_pretrained(folder, dtype=dtype, use_safetensors=True)
         except (OSError, ValueError) as error:  # a missing file, or weights of other shapes than the configs
+            in_tiny = folder.resolve() == (WEIGHTS_DIR / "tiny").resolve()
+            builtin = in_tiny or (isinstance(model, ModelEntry) and model.kind == "builtin")
             fix = (
                 "restore it with `git checkout weights/tiny` (or rebuild it: python -m animate.training.builtin)"
-                if isinstance(model, ModelEntry)
-                and model.kind == "builtin"
-                or folder.resolve() == (WEIGHTS_DIR / "tiny").resolve()
+                if builtin
                 else "export it again (Training tab, or python -m animate.training with --max_steps=<its last step>)"
             )
             raise CheckpointError(

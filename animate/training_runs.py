@@ -24,9 +24,8 @@ from pathlib import Path
 
 import psutil
 
-from animate.training import train
 from animate.training.config import load_config
-from animate.training.train import STATE_FILE, latest_checkpoint
+from animate.training.train import STATE_FILE, checkpoint_step, latest_checkpoint
 
 PROCESS_FILE = "process.json"
 LOG_FILE = "train.log"
@@ -146,7 +145,7 @@ def status(run_dir: Path, metrics: list[dict] | None = None) -> RunStatus:
     metrics = read_metrics(run_dir) if metrics is None else metrics
     step = max((row["step"] for row in metrics), default=0)
     checkpoint = latest_checkpoint(run_dir / "checkpoints")
-    checkpoint_step = train.checkpoint_step(checkpoint) if checkpoint is not None else None
+    saved_step = checkpoint_step(checkpoint) if checkpoint is not None else None
     max_steps = record.get("max_steps")
     export_dir = Path(record["export_dir"]) if "export_dir" in record else None
     exported = export_dir is not None and (export_dir / "model_index.json").is_file()
@@ -168,16 +167,16 @@ def status(run_dir: Path, metrics: list[dict] | None = None) -> RunStatus:
     elif record.get("exit_code") == 0 or (exported and _log_says_exported(run_dir)):
         if record.get("purpose") == "export":
             state = "exported"
-            message = f"Step {checkpoint_step} exported to {export_dir}: it is in the Animate tab's model list."
-            if max_steps is not None and (checkpoint_step or 0) < max_steps:
+            message = f"Step {saved_step} exported to {export_dir}: it is in the Animate tab's model list."
+            if max_steps is not None and (saved_step or 0) < max_steps:
                 message += f" Resume continues training to step {max_steps}."
         else:
             state = "finished"
             message = f"Finished and exported to {export_dir}: it is in the Animate tab's model list."
     else:
         state, message = "ended", "The process ended while the app was not running: see the log below."
-    if checkpoint_step is not None and state in ("stopped", "failed", "ended"):
-        message += f" Newest checkpoint: step {checkpoint_step}."
+    if saved_step is not None and state in ("stopped", "failed", "ended"):
+        message += f" Newest checkpoint: step {saved_step}."
     return RunStatus(
         run_dir.name,
         run_dir,
@@ -186,7 +185,7 @@ def status(run_dir: Path, metrics: list[dict] | None = None) -> RunStatus:
         record.get("pid"),
         step,
         max_steps,
-        checkpoint_step,
+        saved_step,
         export_dir if exported else None,
         message,
     )

@@ -67,7 +67,7 @@ def probe_video(path: str | os.PathLike) -> VideoInfo:
         meta = next(reader)
     except (OSError, RuntimeError, StopIteration) as error:
         raise VideoError(
-            f"Could not read {path.name} as a video (ffmpeg: {_last_line(error)}). "
+            f"Could not read {path.name} as a video (ffmpeg: {_last_line(str(error)) or type(error).__name__}). "
             "Use an mp4, mov or webm file; if it plays elsewhere, re-export it with a standard codec (H.264)."
         ) from error
     finally:
@@ -150,7 +150,7 @@ def read_frames(
     except (OSError, RuntimeError) as error:
         if yielded == 0:
             raise VideoError(
-                f"Could not decode {info.path.name} (ffmpeg: {_last_line(error)}). "
+                f"Could not decode {info.path.name} (ffmpeg: {_last_line(str(error)) or type(error).__name__}). "
                 "The file may be truncated or corrupt; re-export it as H.264 mp4."
             ) from error
         # A file cut short mid-stream: keep the frames that decoded, as players do.
@@ -204,7 +204,8 @@ class VideoWriter:
     def _open(self, width: int, height: int) -> None:
         self._size = (width, height)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        output_params = ["-movflags", "+faststart"]
+        # The index at the front, for playback while downloading; the audio pass writes the final file itself.
+        output_params = ["-movflags", "+faststart"] if self.audio_from is None else []
         for key, value in self.metadata.items():
             output_params += ["-metadata", f"{key}={value}"]
         self._writer = imageio_ffmpeg.write_frames(
@@ -233,7 +234,7 @@ class VideoWriter:
         try:
             result = subprocess.run(command, capture_output=True, text=True)
             if result.returncode != 0:
-                reason = (result.stderr.strip().splitlines() or ["ffmpeg failed"])[-1]
+                reason = _last_line(result.stderr) or f"exit status {result.returncode}"
                 raise VideoError(f"Could not add the audio of {Path(self.audio_from).name}: {reason}")
             os.replace(with_audio, self._partial_path)
         finally:  # interrupted or failed: no second partial file left behind
@@ -272,6 +273,6 @@ class VideoWriter:
             self.abort()
 
 
-def _last_line(error: BaseException) -> str:
-    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
-    return lines[-1] if lines else type(error).__name__
+def _last_line(text: str) -> str:
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
