@@ -91,7 +91,8 @@ def generate(pipeline: AnimateAnyonePipeline, frames: int) -> np.ndarray:
 def stage1(tmp_path_factory) -> tuple[TrainConfig, AnimateAnyonePipeline]:
     config = tiny(
         tmp_path_factory.mktemp("stage1"), run_name="s1", max_steps=4, checkpoint_every=2, keep_checkpoints=1,
-        log_every=1, validate_every=2, validation_samples=1, validation_inference_steps=2,
+        log_every=1, validate_every=2, validation_samples=1, validation_inference_steps=2, lr_warmup_steps=2,
+        lr_decay_steps=2,
     )  # fmt: skip
     return config, train(config)
 
@@ -119,6 +120,8 @@ def test_stage1_writes_rotated_checkpoints_metrics_samples_and_an_export_the_app
     assert {"lr", "step_time", "samples_per_s"} <= set(
         json.loads((run_dir / "metrics.jsonl").read_text().split("\n")[1])
     )
+    rate = config.learning_rate
+    assert records(run_dir, "lr") == pytest.approx({1: rate / 2, 2: rate, 3: rate, 4: rate / 2})  # warm-up, decay
     assert list((run_dir / "tensorboard").rglob("events.out.tfevents.*"))
     assert sorted(path.name for path in (run_dir / "samples").iterdir()) == [
         f"step{step:07d}-sample0.png" for step in (0, 2, 4)
@@ -478,6 +481,19 @@ def test_presets_load_with_the_reference_settings():
     assert presets["tiny_stage1"].init_from == "tiny" and presets["tiny_stage2"].stage == 2
     deepspeed = json.loads((CONFIGS_DIR / "deepspeed_zero2.json").read_text())
     assert deepspeed["zero_optimization"]["stage"] == 2
+
+
+def test_learning_rate_warms_up_stays_then_decays_to_zero():
+    config = TrainConfig(learning_rate=1e-3, lr_warmup_steps=10, max_steps=100, lr_decay_steps=20)
+    rates = [config.learning_rate_at(step) for step in range(100)]
+    assert rates[0] == pytest.approx(1e-4) and rates[9] == pytest.approx(1e-3)  # linear warm-up over 10 steps
+    assert rates[10:80] == [1e-3] * 70  # stable
+    assert rates[80] == pytest.approx(1e-3) and rates[90] == pytest.approx(5e-4) and rates[99] == pytest.approx(5e-5)
+    assert all(later <= earlier for earlier, later in zip(rates[80:], rates[81:], strict=False))
+    constant = dataclasses.replace(config, lr_decay_steps=0)
+    assert constant.learning_rate_at(99) == 1e-3  # no decay: a longer run continues this one exactly
+    with pytest.raises(ValueError, match="lr_decay_steps=200"):
+        TrainConfig(max_steps=100, lr_decay_steps=200)
 
 
 def test_every_config_field_is_commented():

@@ -70,6 +70,9 @@ class TrainConfig:
     # --- optimisation ---
     learning_rate: float = 1e-5  # AdamW (the reference: 1e-5 in both stages, not scaled with the batch)
     lr_warmup_steps: int = 1  # linear warm-up, then constant (the reference: constant after 1 step)
+    # Linear decay to 0 over the last N of max_steps (warm-up, stable, decay); 0: constant to the end, as the
+    # reference. Decaying lowers the loss at the end of a short run; a constant rate lets a run be extended exactly.
+    lr_decay_steps: int = 0
     max_steps: int = 30000  # optimizer steps (the reference: 30k in stage 1, 10k in stage 2)
     adam_beta1: float = 0.9  # AdamW's settings, the reference's
     adam_beta2: float = 0.999  # (AdamW)
@@ -105,13 +108,21 @@ class TrainConfig:
         checks |= {
             name: getattr(self, name) >= 1
             for name in ("batch_size", "gradient_accumulation_steps", "max_steps", "checkpoint_every",
-                         "keep_checkpoints", "log_every", "validation_inference_steps", "frame_stride")
+                         "lr_warmup_steps", "keep_checkpoints", "log_every", "validation_inference_steps",
+                         "frame_stride")
         }  # fmt: skip
         checks |= {name: getattr(self, name) >= 0 for name in ("num_samples", "num_workers", "validate_every")}
+        checks["lr_decay_steps"] = 0 <= self.lr_decay_steps <= self.max_steps
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)
             raise ValueError(f"Invalid training config: {values} (see the comments in animate/training/config.py)")
+
+    def learning_rate_at(self, step: int) -> float:
+        """The learning rate of optimizer step `step` (0-based): warm-up, then constant, then the decay."""
+        warm_up = min(1.0, (step + 1) / self.lr_warmup_steps)
+        decay = min(1.0, (self.max_steps - step) / self.lr_decay_steps) if self.lr_decay_steps else 1.0
+        return self.learning_rate * min(warm_up, decay)
 
     @property
     def run_dir(self) -> Path:

@@ -158,7 +158,7 @@ def train(config: TrainConfig) -> AnimateAnyonePipeline:
         validate(accelerator, model, pipeline, samples, config, 0)
     for step in range(first_step, config.max_steps):
         started = time.perf_counter()
-        learning_rate = config.learning_rate * min(1.0, (step + 1) / config.lr_warmup_steps)
+        learning_rate = config.learning_rate_at(step)
         for group in optimizer.param_groups:
             group["lr"] = learning_rate
         losses = []
