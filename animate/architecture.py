@@ -136,6 +136,7 @@ ARCHITECTURES = {
             "projection_dim": 128,
         },
         pose_guider_channels=(16, 32, 64, 128),
+        motion_num_attention_heads=1,  # as its spatial attention: 8 heads of 4 channels are slow on a CPU
         vae_model=PatchVAE,
     ),
 }

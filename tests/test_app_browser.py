@@ -12,6 +12,9 @@ from pathlib import Path
 import pytest
 from test_app import app_home, app_module, app_url  # noqa: F401 - the same server as the API tests
 
+from animate.generate import model_defaults
+from animate.weights import WEIGHTS_DIR
+
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]  # fmt: skip
@@ -78,7 +81,8 @@ def test_an_example_animates_with_the_built_in_model(page, tmp_path):
 
     page.locator("#examples [data-testid=dataset-cell-0-0]").click()
     expect(page.locator("#video-info")).to_contain_text("Skeleton video", timeout=60_000)
-    expect(page.locator("#steps input[type=number]")).to_have_value("3")
+    steps = model_defaults(WEIGHTS_DIR / "tiny")["steps"]
+    expect(page.locator("#steps input[type=number]")).to_have_value(str(steps))  # the model's own default
     started = time.monotonic()
     page.locator("#animate").click()
     expect(page.locator("#result-info")).to_contain_text(re.compile(r"Done in \d+ s"), timeout=300_000)
