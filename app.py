@@ -253,8 +253,9 @@ def select_model(model: str | None):
     defaults = preferred_settings(entry)
     device = select_device()
     dtype = str(select_dtype(device)).removeprefix("torch.")
+    steps = f"{defaults['steps']} step{'' if defaults['steps'] == 1 else 's'}"
     text = (
-        f"{entry.description}. Runs on **{device.type}** ({dtype}). Its defaults: {defaults['steps']} steps, "
+        f"{entry.description}. Runs on **{device.type}** ({dtype}). Its defaults: {steps}, "
         f"guidance {defaults['guidance']}, short side {defaults['short_side']} px."
     )
     return text, *[defaults[name] for name in PREFERRED]
