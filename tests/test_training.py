@@ -36,6 +36,7 @@ from animate.training.train import (
     diffusion_loss,
     latest_checkpoint,
     load_pipeline,
+    prediction_error,
     seeded_generator,
     train,
     trainable_parameters,
@@ -289,6 +290,44 @@ def test_both_training_branches_are_the_predictions_inference_makes(tmp_path):
         pipeline.reference_features.clear()
     torch.testing.assert_close(other_reference, inference[0.0], rtol=1e-4, atol=1e-5)  # the reference is unseen
     assert (other_pose - inference[0.0]).abs().max() > 1e-3  # the pose is not
+
+
+def test_training_timesteps_start_at_min_timestep(tmp_path):
+    config = tiny(tmp_path, batch_size=8)
+    accelerator, pipeline, model = make_model(config)
+    batch = batch_of(make_samples("puppets", 8, 64, 64), range(8))
+    drawn = {}
+    for low in (0, 900):
+        seen = []
+
+        def recording(noisy_latents, timesteps, *inputs, seen=seen):
+            seen.extend(timesteps.tolist())
+            return model(noisy_latents, timesteps, *inputs)
+
+        with torch.no_grad():
+            for step in range(4):
+                generator = seeded_generator(0, step)
+                diffusion_loss(
+                    accelerator, recording, pipeline, batch, generator, dataclasses.replace(config, min_timestep=low)
+                )
+                pipeline.reference_features.clear()
+        drawn[low] = seen
+    assert min(drawn[0]) < 900 and max(drawn[0]) < 1000  # 32 uniform draws: P(all >= 900) = 0.1 ** 32
+    assert len(drawn[900]) == 32 and all(900 <= timestep < 1000 for timestep in drawn[900])
+    with pytest.raises(ValueError, match="min_timestep=1000"):
+        TrainConfig(min_timestep=1000)
+
+
+def test_the_temporal_loss_charges_only_errors_that_change_between_frames():
+    target = torch.randn(2, 4, 6, 3, 3, generator=torch.Generator().manual_seed(0))
+    steady = target + 0.5  # the same error in every frame
+    flickering = target + 0.5 * torch.tensor([1.0, -1.0] * 3)[:, None, None]  # as large, but alternating
+    for prediction in (steady, flickering):
+        torch.testing.assert_close(prediction_error(prediction, target, 0.0), torch.full((2,), 0.25))
+    torch.testing.assert_close(prediction_error(steady, target, 2.0), torch.full((2,), 0.25))
+    torch.testing.assert_close(prediction_error(flickering, target, 2.0), torch.full((2,), 0.25 + 2.0 * 1.0))
+    one_frame = flickering[:, :, :1]
+    torch.testing.assert_close(prediction_error(one_frame, target[:, :, :1], 2.0), torch.full((2,), 0.25))
 
 
 def test_new_motion_modules_start_exactly_at_the_stage1_model(stage1, tmp_path):

@@ -66,6 +66,13 @@ class TrainConfig:
     uncond_ratio: float = 0.1  # per sample: zero image embedding and no reference attention (the CFG branch)
     noise_offset: float = 0.05  # std of a per-video, per-channel constant added to the noise (the reference's value)
     snr_gamma: float = 5.0  # min-SNR weighting (Hang et al. 2023), in the reference's v-prediction form; 0: off
+    # Training timesteps are drawn uniformly from [min_timestep, 1000) (every scheduler here has 1000). 0: all of them,
+    # as the reference; higher trains only the noisier end, where a few-step sampler spends its steps (1 step: t=999).
+    min_timestep: int = 0
+    # Stage 2: adds this times the mean squared frame-to-frame change of the prediction error, which is the eval's
+    # flicker as a loss: an error shared by neighbouring frames costs nothing extra, one that differs from frame to
+    # frame (what the per-frame noise leaves) costs more. 0: the paper's loss alone.
+    temporal_loss_weight: float = 0.0
 
     # --- optimisation ---
     learning_rate: float = 1e-5  # AdamW (the reference: 1e-5 in both stages, not scaled with the batch)
@@ -113,6 +120,8 @@ class TrainConfig:
         }  # fmt: skip
         checks |= {name: getattr(self, name) >= 0 for name in ("num_samples", "num_workers", "validate_every")}
         checks["lr_decay_steps"] = 0 <= self.lr_decay_steps <= self.max_steps
+        checks["min_timestep"] = 0 <= self.min_timestep < 1000
+        checks["temporal_loss_weight"] = self.temporal_loss_weight >= 0
         bad = [name for name, ok in checks.items() if not ok]
         if bad:
             values = ", ".join(f"{name}={getattr(self, name)!r}" for name in bad)

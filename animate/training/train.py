@@ -29,7 +29,6 @@ from pathlib import Path
 import numpy as np
 import PIL.Image
 import torch
-import torch.nn.functional as F
 from accelerate import Accelerator
 from accelerate.utils import DeepSpeedPlugin, DistributedDataParallelKwargs
 from diffusers import DDIMScheduler, UNetMotionModel
@@ -325,7 +324,7 @@ def diffusion_loss(
         reference_latents = pipeline.vae.encode(batch["reference"].to(device)).latent_dist.mean.float() * scale
         references = [PIL.Image.fromarray(image) for image in _uint8(batch["reference"])]
         image_embeds = pipeline.encode_reference_image(references, "squash").float()  # (videos, 1, dim)
-    timesteps = torch.randint(0, scheduler.config.num_train_timesteps, (videos,), generator=generator)
+    timesteps = torch.randint(config.min_timestep, scheduler.config.num_train_timesteps, (videos,), generator=generator)
     reading = torch.rand(videos, generator=generator) >= config.uncond_ratio
     noise = torch.randn(latents.shape, generator=generator)
     noise += config.noise_offset * torch.randn((videos, latents.shape[1], 1, 1, 1), generator=generator)
@@ -335,7 +334,7 @@ def diffusion_loss(
     target = scheduler.get_velocity(latents, noise, timesteps)
     poses = batch["poses"].to(device)
     prediction = model(noisy_latents, timesteps, reference_latents, image_embeds, poses, reading)
-    error = F.mse_loss(prediction.float(), target.float(), reduction="none").mean(dim=(1, 2, 3, 4))  # (videos,)
+    error = prediction_error(prediction.float(), target.float(), config.temporal_loss_weight)
     if config.snr_gamma:
         # Min-SNR-γ (Hang et al. 2023) as the reference applies it to v-prediction, min(SNR + 1, γ) / (SNR + 1).
         # The paper's min(SNR, γ) / (SNR + 1) would give the zero-SNR last timestep, where the model learns to
@@ -343,6 +342,16 @@ def diffusion_loss(
         snr_plus_one = compute_snr(scheduler, timesteps) + 1
         error = error * snr_plus_one.clamp(max=config.snr_gamma) / snr_plus_one
     return error.mean()
+
+
+def prediction_error(prediction: torch.Tensor, target: torch.Tensor, temporal_weight: float) -> torch.Tensor:
+    """The mean squared error of each video (videos, 4, frames, h, w) -> (videos,), plus `temporal_weight` times the
+    mean squared frame-to-frame change of the error (0 for one frame)."""
+    error = prediction - target
+    loss = error.square().mean(dim=(1, 2, 3, 4))
+    if temporal_weight and error.shape[2] > 1:
+        loss = loss + temporal_weight * error.diff(dim=2).square().mean(dim=(1, 2, 3, 4))
+    return loss
 
 
 def seeded_generator(*keys: int) -> torch.Generator:
