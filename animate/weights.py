@@ -273,7 +273,8 @@ class ModelEntry:
 BUILTIN_DESCRIPTION = (
     "The built-in small model (10M parameters, 128 px): trained here on procedurally drawn puppet characters only, "
     "so it runs offline on a CPU in seconds. Expect a blurry figure in the pose and colours you ask for: it shows "
-    "the app working, not Animate Anyone's quality, and real photos look worse than puppets"
+    "the app working, not Animate Anyone's quality, and real photos look worse than puppets. Keep it at its default "
+    "1 step: more steps add speckled noise"
 )
 
 
