@@ -31,10 +31,9 @@ ROOT = WEIGHTS_DIR.parent
 RUNS = ROOT / "runs" / "builtin"
 VAE_OPTIONS = ["--steps=3000", "--batch_size=12", "--crop=64", "--save_every=500"]
 # What the app and the CLI use with this model: its training resolution, puppet skeletons (no hands or face
-# dots), windows within its 16-frame training clips, no guidance and 1 step. Measured on the held-out puppets
-# (python -m animate.eval --steps N): character PSNR 14.62 dB at 1 step, 14.46 at 2, 14.29 at 3, and flicker 0.021 /
-# 0.040 / 0.051. More steps add sharper detail that is partly wrong and changes from frame to frame, and stage 2 was
-# trained for the first step only; one step gives the model's smooth best guess, and is the fastest.
+# dots), windows within its 16-frame training clips, no guidance and 1 step. More steps add sharper detail that is
+# partly wrong and changes from frame to frame, and stage 2 was trained for the first step only; one step gives the
+# model's smooth best guess, and is the fastest (weights/README.md has the held-out scores at 1, 2 and 3 steps).
 GENERATION_DEFAULTS = {
     "short_side": 128,
     "steps": 1,
