@@ -27,7 +27,7 @@ from animate.generate import (
     output_size,
     prepare_skeletons,
 )
-from animate.weights import WEIGHTS_DIR, list_models
+from animate.weights import WEIGHTS_DIR, ModelEntry, list_models
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -119,7 +119,7 @@ def _generate(args: argparse.Namespace) -> int:
         args.output,
         settings,
         driving_video=args.video or args.pose_video,
-        model_name=str(model),
+        model_name=model.name if isinstance(model, ModelEntry) else Path(model).name,
         model_files=model_files,
         progress=progress,
     )

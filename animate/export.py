@@ -42,15 +42,24 @@ def generation_settings(
     extra: dict[str, Any] | None = None,
     hash_cache: Path = DEFAULT_HASH_CACHE,
 ) -> dict[str, Any]:
-    """The record an exported video carries: seed, steps, guidance, every model file with its size and sha256, the
-    library versions, and the caller's `extra` settings (resolution, scheduler, pose backend, ...) at the top level."""
+    """The record an exported video carries: seed, steps, guidance, every model file (its name in the model's folder)
+    with its size and sha256, the library versions, and the caller's `extra` settings (resolution, scheduler, pose
+    backend, ...) at the top level."""
+    # Files are named within their model's folder: the record says which weights made the video (name and hash),
+    # not where a server keeps them.
+    files = [Path(file).resolve() for file in model_files]
+    root = Path(os.path.commonpath([file.parent for file in files])) if files else None
     settings = {
         "seed": seed,
         "steps": steps,
         "guidance": guidance,
         "models": [
-            {"path": str(file), "bytes": Path(file).stat().st_size, "sha256": file_sha256(file, hash_cache)}
-            for file in model_files
+            {
+                "file": file.relative_to(root).as_posix(),
+                "bytes": file.stat().st_size,
+                "sha256": file_sha256(file, hash_cache),
+            }
+            for file in files
         ],
         "software": {name: metadata.version(name) for name in ("torch", "diffusers", "transformers")},
         "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),

@@ -10,6 +10,7 @@ decoded and written window by window, so a long video costs no more memory than 
 
 from __future__ import annotations
 
+import contextlib
 import io
 import json
 import logging
@@ -17,7 +18,7 @@ import os
 import random
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -131,6 +132,27 @@ def extraction_progress(progress: Progress | None, cancel: threading.Event | Non
     return report
 
 
+@contextlib.contextmanager
+def stop_between_layers(components: Iterable[object], should_stop: Callable[[], bool]):
+    """Within the block, every layer of the torch modules among `components` first checks `should_stop()` and raises
+    GenerationCancelled once it is true. A denoising window or a decoded chunk of a full-size model takes seconds to
+    minutes on some machines, one layer a fraction of a second, so Cancel and a job's time limit act at once in every
+    stage (reference encoding, each window, VAE decoding). A forward pre-hook is PyTorch's public way in; it costs
+    about a microsecond per layer call."""
+
+    def check(module: torch.nn.Module, args: tuple) -> None:
+        if should_stop():
+            raise GenerationCancelled()
+
+    modules = [component for component in components if isinstance(component, torch.nn.Module)]
+    handles = [layer.register_forward_pre_hook(check) for module in modules for layer in module.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
+
+
 def prepare_skeletons(
     character: np.ndarray,
     driving_video: str | os.PathLike,
@@ -224,63 +246,64 @@ def generate_video(
         left = (time.monotonic() - started) / done * (1 - done)
         counts = f"step {step + 1}/{settings.steps}" + (f", window {window + 1}/{windows}" if windows > 1 else "")
         _report(progress, 0.9 * done, f"Denoising: {counts}, about {left:.0f} s left")
-        if cancel is not None and cancel.is_set():
-            pipe._interrupt = True  # the pipeline stops before its next window
 
     _report(progress, 0.0, f"Generating {num_frames} frames at {width}x{height}")
-    result = pipeline(
-        reference,
-        skeletons.frames,
-        height=height,
-        width=width,
-        num_frames=num_frames,
-        num_inference_steps=settings.steps,
-        guidance_scale=settings.guidance,
-        generator=torch.Generator().manual_seed(seed),
-        context_frames=context_frames,
-        context_overlap=overlap,
-        output_type="latent",
-        callback_on_window_end=after_window,
-    )
-    if result.interrupted:
-        raise GenerationCancelled()
+    should_stop = cancel.is_set if cancel is not None else lambda: False
+    # Decoded frames are big: about a megapixel per VAE call keeps one call short and its memory bounded.
+    decode_chunk = max(1, min(8, 2**20 // (width * height)))
+    with stop_between_layers(pipeline.components.values(), should_stop):
+        result = pipeline(
+            reference,
+            skeletons.frames,
+            height=height,
+            width=width,
+            num_frames=num_frames,
+            num_inference_steps=settings.steps,
+            guidance_scale=settings.guidance,
+            generator=torch.Generator().manual_seed(seed),
+            context_frames=context_frames,
+            context_overlap=overlap,
+            output_type="latent",
+            callback_on_window_end=after_window,
+        )
 
-    def decoded_frames():
-        done = 0
-        for chunk in pipeline.decode_latents(result.latents):
-            if cancel is not None and cancel.is_set():
-                raise GenerationCancelled()
-            for frame in to_uint8(chunk):
-                done += 1
-                _report(progress, 0.9 + 0.1 * done / num_frames, f"Decoding and writing: frame {done}/{num_frames}")
-                yield frame
+        def decoded_frames():
+            done = 0
+            for chunk in pipeline.decode_latents(result.latents, decode_chunk):
+                for frame in to_uint8(chunk):
+                    done += 1
+                    fraction = 0.9 + 0.1 * done / num_frames
+                    _report(progress, fraction, f"Decoding and writing: frame {done}/{num_frames}")
+                    yield frame
 
-    frames = decoded_frames()
-    if settings.side_by_side:
-        character_panel = np.asarray(reference)
-        frames = side_by_side(character_panel, (skeletons.frames[i] for i in range(num_frames)), frames)
-    extra = {
-        "model": model_name,
-        "width": width,
-        "height": height,
-        "frames": num_frames,
-        "fps": skeletons.fps,
-        "skeletons": skeletons.source,
-        "context_frames": context_frames,
-        "context_overlap": overlap,
-        "warnings": warnings,
-        **{key: value for key, value in asdict(settings).items() if key not in ("seed", "steps", "guidance")},
-    }
-    record = generation_settings(
-        seed=seed, steps=settings.steps, guidance=settings.guidance, model_files=model_files, extra=extra
-    )
-    path = export_video(frames, output, settings=record, driving_video=driving_video, fps=skeletons.fps)
+        frames = decoded_frames()
+        if settings.side_by_side:
+            character_panel = np.asarray(reference)
+            frames = side_by_side(character_panel, (skeletons.frames[i] for i in range(num_frames)), frames)
+        extra = {
+            "model": model_name,
+            "width": width,
+            "height": height,
+            "frames": num_frames,
+            "fps": skeletons.fps,
+            "skeletons": skeletons.source,
+            "context_frames": context_frames,
+            "context_overlap": overlap,
+            "warnings": warnings,
+            **{key: value for key, value in asdict(settings).items() if key not in ("seed", "steps", "guidance")},
+        }
+        record = generation_settings(
+            seed=seed, steps=settings.steps, guidance=settings.guidance, model_files=model_files, extra=extra
+        )
+        path = export_video(frames, output, settings=record, driving_video=driving_video, fps=skeletons.fps)
     _report(progress, 1.0, f"Done: {num_frames} frames in {time.monotonic() - started:.0f} s")
     return GenerationResult(path, seed, num_frames, skeletons.fps, warnings, record)
 
 
 # A saved model folder may carry `generation_defaults.json` with the settings it works best with (the built-in
 # model: its training resolution and a step count that keeps it fast); the released weights use the reference's.
+# `sensible` holds the step and guidance ranges it works well in: outside them the result is noisy or saturated, and
+# the user is told so (the reference's DDIM sampler wants 10 steps or more; past guidance 6 colours saturate).
 DEFAULTS_FILE = "generation_defaults.json"
 RELEASED_DEFAULTS = {
     "short_side": 512,
@@ -288,6 +311,7 @@ RELEASED_DEFAULTS = {
         name: getattr(GenerationSettings, name)
         for name in ("steps", "guidance", "hands", "face", "context_frames", "context_overlap")
     },
+    "sensible": {"steps": [10, 100], "guidance": [1.0, 6.0]},
 }
 
 
@@ -297,6 +321,20 @@ def model_defaults(model: ModelEntry | str | os.PathLike) -> dict:
     if (folder / DEFAULTS_FILE).is_file():
         return {**RELEASED_DEFAULTS, **json.loads((folder / DEFAULTS_FILE).read_text())}
     return dict(RELEASED_DEFAULTS)
+
+
+def unusual_settings(model_name: str, defaults: dict, steps: int, guidance: float) -> list[str]:
+    """One warning for each of `steps` and `guidance` that lies outside the model's sensible range."""
+    warnings = []
+    for label, value, unit in (("steps", steps, " steps"), ("guidance", guidance, "")):
+        low, high = defaults["sensible"][label]
+        if not low <= value <= high:
+            allowed = f"{low:g}{unit}" if low == high else f"{low:g} to {high:g}{unit}"
+            warnings.append(
+                f"{label.capitalize()} {value:g} is outside what the model {model_name} works well with ({allowed}): "
+                "expect noisy or saturated frames."
+            )
+    return warnings
 
 
 def load_model(

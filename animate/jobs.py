@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 import PIL.Image
-import PIL.ImageOps
 import torch
 
 import pose
@@ -66,9 +65,8 @@ class Job:
     folder: Path
     cancel: threading.Event = field(default_factory=threading.Event)
     done: threading.Event = field(default_factory=threading.Event)  # set by `Jobs.finish`
-    # Called (from the cancelling thread) when the job is cancelled: lets a running pipeline stop before its next
-    # window instead of at the end of the denoising step.
-    on_cancel: list[Callable[[], None]] = field(default_factory=list)
+    timed_out: bool = False  # cancelled by its time limit, not by its user
+    timer: threading.Timer | None = None
 
 
 def new_job_id() -> str:
@@ -79,16 +77,19 @@ def new_job_id() -> str:
 class Jobs:
     """The jobs of every session: each gets `root/<job id>/`, and a session runs one job at a time.
 
-    Generation holds `gpu` (one at a time on the device, whatever the web framework's queue does); job folders older
-    than `keep_seconds` are deleted when a new job starts.
+    Generation takes turns on `gpu` through `wait_for_gpu`, first come first served, whatever the web framework's
+    queue does; a job still running `time_limit` seconds after it started is cancelled (`Job.timed_out`), so a stuck
+    job never holds the queue. Job folders older than `keep_seconds` are deleted when a new job starts.
     """
 
-    def __init__(self, root: Path, keep_seconds: float = 24 * 3600):
+    def __init__(self, root: Path, keep_seconds: float = 24 * 3600, time_limit: float | None = None):
         self.root = Path(root)
         self.keep_seconds = keep_seconds
+        self.time_limit = time_limit
         self.gpu = threading.Lock()
         self._lock = threading.Lock()
         self._active: dict[str, Job] = {}  # session -> its running job
+        self._waiting: list[Job] = []  # jobs waiting for the GPU, in the order they asked
 
     def start(self, session: str, kind: str, job_id: str | None = None) -> Job:
         """A new job for `session` in a fresh folder; raises JobBusyError if the session has one running."""
@@ -102,10 +103,21 @@ class Jobs:
             folder.mkdir(parents=True, exist_ok=True)
             job = Job(job_id, session, kind, folder)
             self._active[session] = job
+        if self.time_limit is not None:
+            job.timer = threading.Timer(self.time_limit, self._time_out, (job,))
+            job.timer.daemon = True
+            job.timer.start()
         self.clean_up()
         return job
 
+    def _time_out(self, job: Job) -> None:
+        job.timed_out = True
+        job.cancel.set()
+        logger.warning("Job %s ran past its time limit of %.0f s and was cancelled", job.id, self.time_limit)
+
     def finish(self, job: Job) -> None:
+        if job.timer is not None:
+            job.timer.cancel()
         with self._lock:
             if self._active.get(job.session) is job:
                 del self._active[job.session]
@@ -117,9 +129,35 @@ class Jobs:
             job = self._active.get(session)
         if job is not None:
             job.cancel.set()
-            for callback in job.on_cancel:
-                callback()
         return job
+
+    def waiting(self) -> int:
+        """How many jobs wait for the GPU."""
+        with self._lock:
+            return len(self._waiting)
+
+    def wait_for_gpu(self, job: Job, progress: Progress | None = None) -> None:
+        """Returns holding `gpu` once the jobs that asked before this one have had their turn; reports the job's
+        place in the queue meanwhile, and raises GenerationCancelled if it is cancelled while it waits."""
+        with self._lock:
+            self._waiting.append(job)
+        try:
+            while True:
+                with self._lock:
+                    ahead = self._waiting.index(job)
+                if ahead == 0 and self.gpu.acquire(timeout=0.5):
+                    return
+                if job.cancel.is_set():
+                    raise GenerationCancelled()
+                if ahead:
+                    time.sleep(0.5)
+                if progress is not None:
+                    ahead += 1  # the job that holds the GPU
+                    jobs = "job is" if ahead == 1 else "jobs are"
+                    progress(0.0, f"Waiting: {ahead} {jobs} ahead of yours. It starts by itself.")
+        finally:
+            with self._lock:
+                self._waiting.remove(job)
 
     def get(self, job_id: str) -> Job | None:
         """The running job with this id, or None."""
@@ -164,16 +202,6 @@ def result_name(character: str | Path, driving_video: str | Path, seed: int) -> 
     return f"{stems[0]}-{stems[1]}-seed{seed}.mp4"
 
 
-def read_character(path: str | Path) -> np.ndarray:
-    """The character image as RGB uint8, upright as its EXIF orientation says. Raises ValueError if it is no image."""
-    try:
-        with PIL.Image.open(path) as image:
-            image = PIL.ImageOps.exif_transpose(image)
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError, SyntaxError) as error:  # PIL raises all three for broken files
-        raise ValueError(f"{Path(path).name} is not an image that can be read ({error}).") from error
-
-
 def clip_frames(info: pose.VideoInfo, length: float, unit: str, stride: int) -> tuple[int, str]:
     """Frames to generate for a clip of `length` seconds or frames (`unit`) with every `stride`-th driving frame, and
     a note for the user when that is more than the video has (the clip is then the whole video)."""
@@ -183,8 +211,9 @@ def clip_frames(info: pose.VideoInfo, length: float, unit: str, stride: int) -> 
     wanted = round(length * info.fps / stride) if unit == "seconds" else round(length)
     if wanted < 1:
         raise ValueError(f"The clip length must be at least one frame, got {length:g} {unit}.")
-    if wanted <= available:
-        return wanted, ""
+    # The app's slider shows seconds to 0.1 s, so its whole-video value may pass the video's end by up to 0.05 s.
+    if wanted <= available or (unit == "seconds" and length <= info.duration + 0.05):
+        return min(wanted, available), ""
     asked = f"{length:g} s" if unit == "seconds" else f"{wanted} frames"
     return available, (
         f"The driving video is {info.duration:.1f} s long ({available} frames at stride {stride}), shorter than the "

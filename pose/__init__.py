@@ -20,6 +20,7 @@ from .detect import (
 )
 from .draw import SkeletonFrames, draw_pose, overlay_pose
 from .extract import NoPersonFoundError, extract_poses
+from .image import read_image
 from .keypoints import BODY_NAMES, CONFIDENCE_THRESHOLD, Person, PoseFrame, PoseSequence
 from .preview import is_skeleton_video, preview_on_character, skeleton_size, write_skeleton_video
 from .tracking import fill_gaps, follow_main_person, smooth_sequence
@@ -54,6 +55,7 @@ __all__ = [
     "overlay_pose",
     "preview_on_character",
     "probe_video",
+    "read_image",
     "read_frames",
     "skeleton_size",
     "smooth_sequence",

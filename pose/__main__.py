@@ -13,14 +13,13 @@ import logging
 import sys
 from pathlib import Path
 
-import numpy as np
 from PIL import Image
 
 from .align import ALIGN_MODES, align_poses
 from .detect import BACKENDS, WEIGHTS_DIR, MissingWeightsError, detect_image
-from .extract import NoPersonFoundError, extract_poses
+from .extract import extract_poses
+from .image import read_image
 from .preview import preview_on_character, write_skeleton_video
-from .video import VideoError
 
 VIDEO_SUFFIXES = {".mp4", ".mov", ".webm", ".mkv", ".avi", ".m4v"}
 
@@ -60,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
             continue
         try:
             _extract_one(video, output, args)
-        except (VideoError, NoPersonFoundError, MissingWeightsError) as error:
+        except (ValueError, MissingWeightsError) as error:  # VideoError, NoPersonFoundError, a bad --align image
             print(f"{video.name}: {error}", file=sys.stderr)
             failed += 1
     return 1 if failed else 0
@@ -85,7 +84,7 @@ def _extract_one(video: Path, output: Path, args: argparse.Namespace) -> None:
         print(f"{video.name}: nobody found in {len(sequence.missing_frames)} frames: {sequence.missing_frames}")
     output.parent.mkdir(parents=True, exist_ok=True)
     if args.align is not None:
-        character = np.asarray(Image.open(args.align).convert("RGB"))
+        character = read_image(args.align)
         reference = detect_image(
             character, sequence.backend, args.weights_dir, hands=not args.no_hands, face=not args.no_face
         )

@@ -72,6 +72,7 @@ BONE_NAMES = {  # each bone named by its child joint in BODY_LIMBS
     L_EYE: "left eye",
     L_EAR: "left ear",
 }
+LEG_JOINTS = (R_KNEE, R_ANKLE, L_KNEE, L_ANKLE)  # the thighs and shins, named by their child joints
 # Bones ending at the eyes and ears: tiny and noisy, so kept out of the body's overall scale.
 HEAD_JOINTS = (R_EYE, R_EAR, L_EYE, L_EAR)
 # The limbs (bones named by their child joint) whose absence or foreshortening in the character image is worth a
@@ -138,7 +139,9 @@ def _fit_bones(
     """How the dancer's bones scale onto the character's; None (with a warning) if the character can't be measured."""
     driving_lengths, driving_neck = _driving_proportions(sequence, to_pixels)
     character_points = character.body[:, :2] * ref_size
-    character_seen = character.body[:, 2] > MEASURE_CONFIDENCE
+    # A detector also places joints it guesses beyond the image's edge (a half-length picture's knees): not seen.
+    inside = np.all((character.body[:, :2] >= 0) & (character.body[:, :2] <= 1), axis=1)
+    character_seen = (character.body[:, 2] > MEASURE_CONFIDENCE) & inside
     ratios, hidden = {}, []
     for parent, child in BODY_LIMBS:
         if child not in driving_lengths:
@@ -156,6 +159,14 @@ def _fit_bones(
         return None
     body_ratios = [ratio for child, ratio in ratios.items() if child not in HEAD_JOINTS]
     scale = float(np.median(body_ratios or list(ratios.values())))
+    legs = [BONE_NAMES[joint] for joint in LEG_JOINTS if joint in driving_lengths]
+    if legs and set(legs) <= set(hidden):
+        warnings.append(
+            "The character image shows no legs (a half-length picture?), but the dancer's legs move: they are drawn "
+            "at the body's scale and may run out of the picture, and the model has to invent them. A full-body "
+            "character image works best."
+        )
+        hidden = [bone for bone in hidden if bone not in legs]
     if hidden:
         warnings.append(
             f"The character image does not show its {', '.join(hidden)}; "

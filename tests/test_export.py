@@ -147,7 +147,7 @@ def test_settings_round_trip(tmp_path):
         hash_cache=tmp_path / "hashes.json",
     )
     assert settings["models"] == [
-        {"path": str(model), "bytes": 7000, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
+        {"file": "pose_guider.pth", "bytes": 7000, "sha256": hashlib.sha256(model.read_bytes()).hexdigest()}
     ]
 
     out = export_video([np.zeros((16, 16, 3), np.uint8)] * 3, tmp_path / "out.mp4", settings=settings, fps=24)

@@ -18,7 +18,6 @@ from animate.jobs import (
     PoseCache,
     clip_frames,
     new_job_id,
-    read_character,
     result_name,
     write_preview,
 )
@@ -93,14 +92,6 @@ def test_clip_length_in_seconds_or_frames_is_cut_to_the_video_with_a_note(length
 def test_a_clip_of_no_frames_is_refused():
     with pytest.raises(ValueError, match="at least one frame"):
         clip_frames(video_info(duration=2.0, fps=24), 0.01, "seconds", 1)
-
-
-def test_read_character_flattens_to_rgb_and_refuses_what_is_no_image(tmp_path):
-    Image.new("RGBA", (30, 40), (10, 20, 30, 0)).save(tmp_path / "clear.png")
-    assert read_character(tmp_path / "clear.png").shape == (40, 30, 3)
-    (tmp_path / "notes.png").write_text("not an image")
-    with pytest.raises(ValueError, match="notes.png is not an image"):
-        read_character(tmp_path / "notes.png")
 
 
 @pytest.fixture(scope="module")

@@ -42,6 +42,7 @@ GENERATION_DEFAULTS = {
     "face": False,
     "context_frames": 16,
     "context_overlap": 4,
+    "sensible": {"steps": [1, 1], "guidance": [1.0, 1.0]},  # trained for one step without guidance
 }
 
 

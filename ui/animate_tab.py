@@ -1,0 +1,608 @@
+"""The Animate tab: character image + driving video -> preview the skeleton -> animate, with Cancel, a queue and this
+browser's recent results.
+
+Every value an endpoint receives goes through `animate.inputs` first (the API is public on a Space), and a job that
+asks for more than the host's limits is refused before any work starts. Warnings go into the notes under the output
+they concern, once; the queue position is shown as the job's progress.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from dataclasses import asdict
+
+import gradio as gr
+
+import pose
+from animate.checkpoints import CheckpointError
+from animate.device import PRECISIONS, select_device, select_dtype
+from animate.examples import EXAMPLES_DIR
+from animate.generate import (
+    SCHEDULERS,
+    GenerationCancelled,
+    GenerationSettings,
+    generate_video,
+    model_defaults,
+    output_size,
+    unusual_settings,
+)
+from animate.inputs import NUMBERS, check_choice, check_flag, check_number
+from animate.jobs import clip_frames, new_job_id, result_name, write_preview
+from animate.weights import list_models
+from ui.common import (
+    LIMITS,
+    MAX_QUEUE,
+    PROGRESS,
+    UI_ONLY,
+    WEIGHTS_DIR,
+    UserError,
+    backend_choices,
+    check_size,
+    jobs,
+    loaded_model,
+    path_of,
+    poses,
+    progress_callback,
+    start_job,
+    user_errors,
+    without_paths,
+)
+
+try:  # Hugging Face Spaces with ZeroGPU: `spaces.GPU` lends a GPU to each call of the function it decorates
+    import spaces
+except ImportError:
+    spaces = None
+
+GPU_SECONDS = 300  # what a ZeroGPU Space lends per animation
+
+
+def on_gpu(function):
+    """On a ZeroGPU Space the function borrows a GPU for each call; anywhere else it runs as it is."""
+    return spaces.GPU(duration=GPU_SECONDS)(function) if spaces is not None else function
+
+
+def model_choices() -> list[tuple[str, str]]:
+    return [(f"{model.name} ({model.kind})", model.name) for model in list_models(WEIGHTS_DIR)]
+
+
+def find_model(name: object):
+    models = {model.name: model for model in list_models(WEIGHTS_DIR, include_incomplete=True)}
+    usable = [model.name for model in models.values() if model.usable]
+    if not usable:
+        raise UserError(
+            "No model is ready. Download the released weights in the Models tab, or train one in the Training tab."
+        )
+    if not isinstance(name, str) or name not in models:
+        raise UserError(f"Unknown model {name!r}: choose one of {', '.join(usable)}.")
+    if not models[name].usable:
+        raise UserError(f"The model {name} is not complete. {models[name].missing}")
+    return models[name]
+
+
+def load_inputs(character, driving_video):
+    """The character (RGB array), the driving video's path and its header, or a gr.Error that says what to upload."""
+    character, driving_video = path_of(character), path_of(driving_video)
+    if character is None:
+        raise UserError("Upload a character image first (a full-body picture works best).")
+    if driving_video is None:
+        raise UserError("Upload a driving video: a dance clip, or an already-extracted skeleton video.")
+    check_size(character, "character image")
+    check_size(driving_video, "driving video")
+    image = pose.read_image(character)
+    info = pose.probe_video(driving_video)
+    LIMITS.check_video(info.duration)
+    return image, driving_video, info
+
+
+def pose_options(pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride) -> dict:
+    """The pose and clip values of a request, checked (ValueError names the bad one)."""
+    return {
+        "backend": check_choice("Pose detector", pose_backend, ["auto", *pose.BACKENDS]),
+        "align": check_choice("Fit to the character", alignment, pose.ALIGN_MODES),
+        "hands": check_flag("Hands", hands),
+        "face": check_flag("Face", face),
+        "clip_length": check_number("clip_length", clip_length),
+        "clip_unit": check_choice("Clip length in", clip_unit, ["seconds", "frames"]),
+        "stride": check_number("frame_stride", frame_stride),
+    }
+
+
+def settings_from(info: pose.VideoInfo, options: dict, **generation) -> tuple[GenerationSettings, str]:
+    """GenerationSettings for checked options, and a note when the clip asked for is longer than the video."""
+    clip_length, clip_unit = options.pop("clip_length"), options.pop("clip_unit")
+    stride = options["stride"]
+    max_frames, note = clip_frames(info, clip_length, clip_unit, stride) if clip_length else (None, "")
+    settings = GenerationSettings(max_frames=max_frames, **options, **generation)
+    return settings, note
+
+
+def frames_to_make(info: pose.VideoInfo, settings: GenerationSettings) -> int:
+    return settings.max_frames or max(1, -(-info.num_frames // settings.stride))
+
+
+@user_errors
+def describe_video(driving_video, clip_unit: str, frame_stride: float):
+    """What the uploaded video is, and the clip-length slider fitted to it (the whole video). A file that cannot be
+    used is said here, under the upload, and nowhere else."""
+    if driving_video is None:
+        return "", gr.update(maximum=NUMBERS["clip_length"].high, value=0)
+    try:
+        check_size(driving_video, "driving video")
+        info = pose.probe_video(driving_video)
+        LIMITS.check_video(info.duration)
+    except ValueError as error:
+        return f"**This video cannot be used.** {without_paths(str(error))}", gr.skip()
+    if poses.is_skeleton_video(driving_video):
+        kind = "**Skeleton video**: used as it is, no pose extraction (the pose options do not apply)."
+    else:
+        kind = "**Raw video**: the dancer's poses are extracted when you preview or animate."
+    audio = "with audio" if info.has_audio else "no audio"
+    size = f"{info.width}×{info.height}"
+    text = f"{kind} {info.duration:.1f} s, {info.num_frames} frames at {info.fps:g} fps, {size}, {audio}."
+    return text, clip_slider(info, clip_unit, int(frame_stride))
+
+
+def clip_slider(info: pose.VideoInfo, clip_unit: str, stride: int, value: float | None = None):
+    """The clip-length slider for this video: its length is the maximum (and the value, unless one is given)."""
+    if clip_unit == "frames":
+        frames = max(1, -(-info.num_frames // stride))
+        return gr.update(maximum=frames, value=min(frames, round(value)) if value else frames, step=1)
+    seconds = round(info.duration, 1)
+    return gr.update(maximum=seconds, value=min(seconds, round(value, 1)) if value else seconds, step=0.1)
+
+
+@user_errors
+def change_clip_unit(driving_video, clip_unit: str, clip_length: float, frame_stride: float):
+    """The same clip in the other unit."""
+    if driving_video is None:
+        return gr.update(step=1 if clip_unit == "frames" else 0.1)
+    try:
+        info = pose.probe_video(driving_video)
+    except ValueError:
+        return gr.skip()  # describe_video has said what is wrong with the file
+    stride = int(frame_stride)
+    factor = info.fps / stride if clip_unit == "frames" else stride / info.fps
+    return clip_slider(info, clip_unit, stride, clip_length * factor)
+
+
+@user_errors
+def change_stride(driving_video, clip_unit: str, clip_length: float, frame_stride: float):
+    """The same clip length, within what the video has at this stride."""
+    if driving_video is None:
+        return gr.skip()
+    try:
+        info = pose.probe_video(driving_video)
+    except ValueError:
+        return gr.skip()
+    return clip_slider(info, clip_unit, int(frame_stride), clip_length)
+
+
+@user_errors
+def describe_size(character, resolution: float):
+    """The exact output size under the slider, and whether it is within this app's limit."""
+    try:
+        image = pose.read_image(path_of(character)) if character is not None else None
+    except ValueError:
+        image = None
+    if image is None:
+        return gr.update(info="The short side of the video; the character's aspect ratio is kept.")
+    width, height = output_size(image.shape[1], image.shape[0], int(resolution))
+    over = " That is over this app's limit: choose a smaller size." if width * height > LIMITS.max_pixels else ""
+    return gr.update(info=f"Output {width}×{height} px: the character's aspect ratio is kept.{over}")
+
+
+PREFERRED = ("steps", "guidance", "short_side", "hands", "face", "context_frames", "context_overlap")
+
+
+def preferred_settings(entry) -> dict:
+    """The model's own defaults over the generation defaults (hands and face on, windows of 24 overlapping by 4)."""
+    return {**asdict(GenerationSettings()), **model_defaults(entry)}
+
+
+@user_errors
+def select_model(model: str | None):
+    """What the model is and where it runs, and the settings it works best with (its generation_defaults.json):
+    steps, guidance, size, the skeleton parts it was trained with, and its window."""
+    if not model:
+        return "No model is ready yet: see the Models tab.", *[gr.skip()] * 7
+    entry = find_model(model)
+    defaults = preferred_settings(entry)
+    device = select_device()
+    dtype = str(select_dtype(device)).removeprefix("torch.")
+    steps = f"{defaults['steps']} step{'' if defaults['steps'] == 1 else 's'}"
+    text = (
+        f"{entry.description}. Runs on **{device.type}** ({dtype}). Its defaults: {steps}, "
+        f"guidance {defaults['guidance']}, short side {defaults['short_side']} px."
+    )
+    return text, *[defaults[name] for name in PREFERRED]
+
+
+def refresh_models(current: str | None):
+    choices = model_choices()
+    values = [value for _, value in choices]
+    return gr.update(choices=choices, value=current if current in values else next(iter(values), None))
+
+
+@user_errors
+def preview(
+    character: dict | str | None,
+    driving_video: dict | str | None,
+    pose_backend: str = "auto",
+    alignment: str = "global",
+    hands: bool = True,
+    face: bool = True,
+    clip_length: float = 0,
+    clip_unit: str = "seconds",
+    frame_stride: float = 1,
+    request: gr.Request = None,
+    progress=PROGRESS,
+):
+    """The skeletons the model will follow, as a video and one frame over the character (poses kept for Animate)."""
+    options = pose_options(pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride)
+    image, driving_video, info = load_inputs(character, driving_video)
+    settings, note = settings_from(info, options)
+    LIMITS.check_job(*pose.skeleton_size(image.shape[1], image.shape[0]), frames_to_make(info, settings), 512, info.fps)
+    job = start_job(request, "preview")
+    started, report = time.monotonic(), progress_callback(progress)
+    try:
+        width, height = pose.skeleton_size(image.shape[1], image.shape[0])  # DWPose's drawing size: short side 512
+        skeletons, reused = poses.skeletons(image, driving_video, width, height, settings, report, job.cancel)
+        video, overlay = write_preview(image, skeletons, job.folder, report, job.cancel)
+    except GenerationCancelled:
+        return None, None, stopped_message(job, "preview")
+    finally:
+        jobs.finish(job)
+    if skeletons.source == "skeleton video":
+        how = "read from the skeleton video"
+    else:
+        how = "reused from the last extraction" if reused else f"extracted with {poses.backend(settings.backend)}"
+    seconds = time.monotonic() - started
+    text = (
+        f"{len(skeletons.frames)} skeleton frames at {skeletons.fps:g} fps, {how} in {seconds:.1f} s. "
+        "Animate reuses them while the inputs and pose options stay the same."
+    )
+    notes = [note, *skeletons.warnings]
+    return str(video), overlay, "\n".join([text, *[f"- {warning}" for warning in filter(None, notes)]])
+
+
+def stopped_message(job, kind: str) -> str:
+    """What a stopped job says: cancelled by its user, or stopped by the host's time limit (an error)."""
+    if job.timed_out:
+        raise UserError(
+            f"The {kind} was stopped: it ran longer than {LIMITS.max_job_seconds / 60:g} minutes, the most this app "
+            "gives one job. Try a shorter clip, a smaller output size or fewer steps."
+        )
+    return "Cancelled: nothing was written."
+
+
+@user_errors
+def check_animate(character, driving_video, model, history: list | None, request: gr.Request = None):
+    """Runs at once when Animate is clicked, before the job queues: mistakes and a full queue are reported without
+    waiting, and the job's id goes into the browser's history, so that a reload still finds the result."""
+    if character is None or driving_video is None:
+        load_inputs(character, driving_video)
+    find_model(model)
+    if any(job.session == (request.session_hash if request else "") for job in jobs.active()):
+        raise UserError("Your previous job is still running: wait for it, or press Cancel.")
+    waiting = jobs.waiting()
+    if waiting >= MAX_QUEUE:
+        are = "animation is" if waiting == 1 else "animations are"
+        raise UserError(f"{waiting} {are} already waiting, the most this app queues. Try again in a few minutes.")
+    job_id = new_job_id()
+    return job_id, [*(history or []), job_id][-20:]
+
+
+@user_errors
+def animate(
+    character: dict | str | None,
+    driving_video: dict | str | None,
+    model: str | None = None,
+    pose_backend: str = "auto",
+    alignment: str = "global",
+    hands: bool = True,
+    face: bool = True,
+    steps: float = 30,
+    guidance: float = 3.5,
+    clip_length: float = 0,
+    clip_unit: str = "seconds",
+    seed: float | None = -1,
+    resolution: float = 512,
+    frame_stride: float = 1,
+    side_by_side: bool = False,
+    window_size: float = 24,
+    window_overlap: float = 4,
+    scheduler: str = "ddim",
+    precision: str = "auto",
+    job_id: str | None = None,
+    request: gr.Request = None,
+    progress=PROGRESS,
+):
+    """Character + driving video -> the animated mp4 (with the driving video's audio), its settings and the seed."""
+    # 1. Every value checked, then the files, then the host's limits: a refusal costs no work.
+    options = pose_options(pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride)
+    seed = check_number("seed", -1 if seed is None else seed)
+    generation = {
+        "steps": check_number("steps", steps),
+        "guidance": check_number("guidance", guidance),
+        "seed": seed if seed >= 0 else int.from_bytes(os.urandom(4)) >> 1,
+        "short_side": check_number("resolution", resolution),
+        "side_by_side": check_flag("Side-by-side video", side_by_side),
+        "context_frames": check_number("window_size", window_size),
+        "context_overlap": check_number("window_overlap", window_overlap),
+        "scheduler": check_choice("Scheduler", scheduler, SCHEDULERS),
+    }
+    precision = check_choice("Precision", precision, ["auto", *PRECISIONS])
+    if job_id is not None and not isinstance(job_id, str):
+        raise UserError("job_id is the value /check_animate returns; leave it out otherwise.")
+    image, driving_video, info = load_inputs(character, driving_video)
+    entry = find_model(model)
+    settings, note = settings_from(info, options, **generation)
+    width, height = output_size(image.shape[1], image.shape[0], settings.short_side)
+    LIMITS.check_job(width, height, frames_to_make(info, settings), settings.short_side, info.fps / settings.stride)
+    unusual = unusual_settings(entry.name, model_defaults(entry), settings.steps, settings.guidance)
+
+    # 2. Poses, a turn on the GPU, generation.
+    job = start_job(request, "animation", job_id)
+    started, report = time.monotonic(), progress_callback(progress)
+    try:
+        skeletons, reused = poses.skeletons(image, driving_video, width, height, settings, report, job.cancel)
+        jobs.wait_for_gpu(job, report)
+        try:
+            output = job.folder / result_name(path_of(character), driving_video, settings.seed)
+            result = generate_on_gpu(
+                job.id, image, skeletons, settings, entry, precision, driving_video, output, progress
+            )
+        finally:
+            jobs.gpu.release()
+    except GenerationCancelled:
+        return None, None, None, stopped_message(job, "animation")
+    finally:
+        jobs.finish(job)
+    summary = (
+        f"**Done in {time.monotonic() - started:.0f} s**: {result.frames} frames at {result.fps:g} fps, "
+        f"{width}×{height}, seed {result.seed}, model {entry.name}."
+    )
+    if reused:
+        summary += " The poses from the preview were reused."
+    notes = [note, *unusual, *result.warnings]
+    lines = [summary, *[f"- {warning}" for warning in filter(None, notes)]]
+    return str(result.path), str(result.path.with_suffix(".json")), str(result.seed), "\n".join(lines)
+
+
+@on_gpu
+def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, driving_video, output, progress):
+    """The part that needs the GPU: the model (kept loaded between jobs) and the denoising."""
+    job = jobs.get(job_id)  # None in a ZeroGPU worker process, which cannot be cancelled from here
+    report = progress_callback(progress)
+    device = select_device()
+    dtype = select_dtype(device, precision)
+    report(0, f"Loading {entry.name} on {device.type}")
+    try:
+        pipeline, files = loaded_model.get(entry, device, dtype)
+    except CheckpointError as error:  # a saved pipeline's message says how to repair it; released weights download
+        hint = " Download it again in the Models tab." if entry.kind in ("released", "musepose") else ""
+        raise ValueError(f"The model {entry.name} could not be loaded. {error}{hint}") from error
+    except OSError as error:
+        raise ValueError(
+            f"The model {entry.name} could not be loaded: {error} Download it again in the Models tab, "
+            "or export it again from its training run."
+        ) from error
+    return generate_video(
+        pipeline,
+        image,
+        skeletons,
+        output,
+        settings,
+        driving_video=driving_video,
+        model_name=entry.name,
+        model_files=files,
+        progress=report,
+        cancel=job.cancel if job else None,
+    )
+
+
+def cancel(request: gr.Request = None) -> str:
+    """Stops this browser's preview or animation at once (at the next layer of the model), and says when it has."""
+    job = jobs.cancel(request.session_hash if request else "")
+    if job is None:
+        return "Nothing is running."
+    return f"The {job.kind} was cancelled." if job.done.wait(timeout=30) else f"Cancelling the {job.kind}…"
+
+
+def reload_animate(model: str | None, history: list | None):
+    """A page (re)load: the models as they are now, and this browser's results."""
+    models = refresh_models(model)
+    return models, select_model(models["value"])[0], recent_results(history)
+
+
+def recent_results(history: list | None):
+    """This browser's finished animations that are still on the server (kept for a day), newest first."""
+    if not isinstance(history, list):
+        return []
+    found = [(job_id, jobs.result(job_id)) for job_id in reversed(history) if isinstance(job_id, str)]
+    return [(str(path), f"{job_id[:8]} {job_id[9:11]}:{job_id[11:13]}") for job_id, path in found if path]
+
+
+def slider(name: str, value: float, **options) -> gr.Slider:
+    """A slider with the range `animate.inputs` enforces for `name`."""
+    spec = NUMBERS[name]
+    return gr.Slider(spec.low, spec.high, value=value, label=spec.label, **options)
+
+
+def build(demo: gr.Blocks, tab: gr.Tab) -> None:
+    choices = model_choices()
+    first = next((value for _, value in choices), None)
+    defaults = preferred_settings(find_model(first)) if first else {**asdict(GenerationSettings()), "short_side": 512}
+    job_id = gr.State(None)
+    history = gr.BrowserState([], storage_key="animate-anyone-results")
+    with gr.Row(equal_height=False):
+        with gr.Column(scale=5):
+            with gr.Row():
+                character = gr.Image(
+                    label="Character image (transparent parts become white)",
+                    type="filepath",
+                    height=320,
+                    elem_id="character",
+                    sources=["upload", "clipboard"],
+                )
+                driving_video = gr.Video(
+                    label="Driving video (raw, or a skeleton video)",
+                    height=320,
+                    sources=["upload"],
+                    elem_id="driving-video",
+                )
+            video_info = gr.Markdown(elem_id="video-info")
+            with gr.Row():
+                model = gr.Dropdown(choices, value=first, label="Model", allow_custom_value=True, scale=5)
+                refresh = gr.Button("↻", scale=0, min_width=48)
+            model_info = gr.Markdown(label="Model description")
+            with gr.Group():
+                with gr.Row():
+                    pose_backend = gr.Dropdown(
+                        backend_choices(), value="auto", label="Pose detector", info="auto: DWPose, else MediaPipe"
+                    )
+                    alignment = gr.Radio(
+                        list(pose.ALIGN_MODES),
+                        value="global",
+                        label="Fit to the character",
+                        info="none: as filmed · global: size, place · per-bone: limb lengths",
+                    )
+                with gr.Row():
+                    hands = gr.Checkbox(value=defaults["hands"], label="Hands")
+                    face = gr.Checkbox(value=defaults["face"], label="Face")
+                    preview_button = gr.Button("Preview skeleton", elem_id="preview")
+            with gr.Group():
+                with gr.Row():
+                    steps = slider("steps", defaults["steps"], step=1, elem_id="steps")
+                    guidance = slider("guidance", defaults["guidance"], step=0.1)
+                with gr.Row():
+                    clip_length = slider("clip_length", 0, step=0.1, elem_id="clip-length", info="0: the whole video")
+                    clip_unit = gr.Radio(["seconds", "frames"], value="seconds", label="Clip length in")
+                with gr.Row():
+                    resolution = slider("resolution", defaults["short_side"], step=8, elem_id="resolution")
+                    frame_stride = slider("frame_stride", 1, step=1, info="use every n-th driving frame")
+                with gr.Row():
+                    seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
+                    side_by_side = gr.Checkbox(value=False, label="Side-by-side video: character | skeleton | result")
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row():
+                    window_size = slider(
+                        "window_size", defaults["context_frames"], step=1, info="frames the motion modules see at once"
+                    )
+                    window_overlap = slider("window_overlap", defaults["context_overlap"], step=1)
+                with gr.Row():
+                    scheduler = gr.Dropdown(list(SCHEDULERS), value="ddim", label="Scheduler")
+                    precision = gr.Radio(
+                        ["auto", *PRECISIONS],
+                        value="auto",
+                        label="Precision",
+                        info="auto: fp16 on a GPU, fp32 on the CPU",
+                    )
+            with gr.Row():
+                animate_button = gr.Button("Animate", variant="primary", scale=3, elem_id="animate")
+                cancel_button = gr.Button("Cancel", variant="stop", scale=1, elem_id="cancel")
+            cancel_status = gr.Markdown(label="Cancel status")
+            characters = sorted(EXAMPLES_DIR.glob("puppet*.png"))
+            if characters and (EXAMPLES_DIR / "dance_kps.mp4").is_file():
+                gr.Examples(
+                    [[str(image), str(EXAMPLES_DIR / "dance_kps.mp4")] for image in characters],
+                    [character, driving_video],
+                    label="Examples for the built-in model: puppets it never saw, and a real dance's skeleton",
+                    elem_id="examples",
+                )
+        with gr.Column(scale=5):
+            with gr.Row():
+                skeleton_video = gr.Video(
+                    label="Skeleton the model will follow", height=320, interactive=False, elem_id="skeleton-video"
+                )
+                overlay = gr.Image(
+                    label="Skeleton over the character", height=320, interactive=False, elem_id="overlay"
+                )
+            preview_info = gr.Markdown(label="Preview notes", elem_id="preview-info")
+            result = gr.Video(label="Result", height=420, interactive=False, elem_id="result")
+            with gr.Row():
+                settings_file = gr.File(label="Settings (JSON)", interactive=False, height=80, scale=3)
+                seed_used = gr.Textbox(label="Seed used", interactive=False, scale=1)
+            result_info = gr.Markdown(label="Result notes", elem_id="result-info")
+            with gr.Accordion("Recent results (this browser; kept for a day)", open=False):
+                gallery = gr.Gallery(columns=4, height=240, interactive=False, show_label=False, elem_id="recent")
+
+    video_inputs = [driving_video, clip_unit, frame_stride]
+    driving_video.change(
+        describe_video, video_inputs, [video_info, clip_length], api_name="describe_video", show_progress="hidden",
+        **UI_ONLY,
+    )  # fmt: skip
+    clip_inputs = [driving_video, clip_unit, clip_length, frame_stride]
+    clip_unit.change(
+        change_clip_unit, clip_inputs, clip_length, api_name="clip_unit", show_progress="hidden", **UI_ONLY
+    )
+    frame_stride.input(
+        change_stride, clip_inputs, clip_length, api_name="frame_stride", show_progress="hidden", **UI_ONLY
+    )
+    gr.on(
+        [character.change, resolution.change],
+        describe_size,
+        [character, resolution],
+        resolution,
+        api_name="describe_size",
+        trigger_mode="always_last",
+        preprocess=False,
+        show_progress="hidden",
+        **UI_ONLY,
+    )
+    preferred = [steps, guidance, resolution, hands, face, window_size, window_overlap]
+    model.change(select_model, model, [model_info, *preferred], api_name="select_model")
+    gr.on([refresh.click, tab.select], refresh_models, model, model, api_name="list_models")  # new exports show up
+    pose_inputs = [pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride]
+    previewing = preview_button.click(
+        preview,
+        [character, driving_video, *pose_inputs],
+        [skeleton_video, overlay, preview_info],
+        api_name="preview",
+        concurrency_id="pose",
+        concurrency_limit=1,
+        show_progress_on=skeleton_video,
+        preprocess=False,  # here and below: our own checks and messages for what was uploaded (see `path_of`)
+    )
+    generation = [
+        steps,
+        guidance,
+        clip_length,
+        clip_unit,
+        seed,
+        resolution,
+        frame_stride,
+        side_by_side,
+        window_size,
+        window_overlap,
+        scheduler,
+        precision,
+    ]
+    animate_inputs = [character, driving_video, model, pose_backend, alignment, hands, face, *generation, job_id]
+    checked = animate_button.click(
+        check_animate,
+        [character, driving_video, model, history],
+        [job_id, history],
+        api_name="check_animate",
+        concurrency_limit=None,
+        show_progress="hidden",
+        preprocess=False,
+        **UI_ONLY,
+    )
+    # Jobs wait for the GPU in our own queue (`Jobs.wait_for_gpu`), which shows each its current place and lets a
+    # waiting job be cancelled; Gradio's limit only bounds how many may wait.
+    animating = checked.success(
+        animate,
+        animate_inputs,
+        [result, settings_file, seed_used, result_info],
+        api_name="animate",
+        concurrency_id="gpu",
+        concurrency_limit=MAX_QUEUE + 1,
+        show_progress_on=result,
+        preprocess=False,
+    )
+    animating.success(recent_results, history, gallery, api_name="recent_results")
+    # Ours stops the work at once; Gradio's `cancels` also takes a job out of its queue if it waits there.
+    cancel_button.click(cancel, None, cancel_status, api_name="cancel", queue=False, cancels=[previewing, animating])
+    demo.load(reload_animate, [model, history], [model, model_info, gallery], api_name="load_animate", **UI_ONLY)
