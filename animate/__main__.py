@@ -12,9 +12,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
-
 import pose
 from animate.checkpoints import CheckpointError
 from animate.device import select_device, select_dtype
@@ -26,7 +23,9 @@ from animate.generate import (
     model_defaults,
     output_size,
     prepare_skeletons,
+    unusual_settings,
 )
+from animate.inputs import check_number
 from animate.weights import WEIGHTS_DIR, ModelEntry, list_models
 
 
@@ -88,7 +87,18 @@ def _generate(args: argparse.Namespace) -> int:
         face=defaults["face"] and not args.no_face,
         side_by_side=args.side_by_side,
     )
-    character = _read_image(args.image)
+    # The same ranges as the app's controls and API (animate.inputs); the host limits are the app's alone.
+    checked = {"steps": settings.steps, "guidance": settings.guidance, "seed": settings.seed,
+               "resolution": settings.short_side, "frame_stride": settings.stride,
+               "window_size": settings.context_frames, "window_overlap": settings.context_overlap}  # fmt: skip
+    for name, value in checked.items():
+        check_number(name, value)
+    if args.frames is not None and args.frames < 1:
+        raise ValueError(f"--frames must be at least 1; got {args.frames}.")
+    model_name = model.name if isinstance(model, ModelEntry) else Path(model).name
+    for warning in unusual_settings(model_name, defaults, settings.steps, settings.guidance):
+        print(f"warning: {warning}")
+    character = pose.read_image(args.image)
     width, height = output_size(character.shape[1], character.shape[0], settings.short_side)
 
     device = select_device(args.device)
@@ -119,7 +129,7 @@ def _generate(args: argparse.Namespace) -> int:
         args.output,
         settings,
         driving_video=args.video or args.pose_video,
-        model_name=model.name if isinstance(model, ModelEntry) else Path(model).name,
+        model_name=model_name,
         model_files=model_files,
         progress=progress,
     )
@@ -148,14 +158,6 @@ def _find_model(name: str | None, weights_dir: Path):
         return Path(name)
     choices = ", ".join(by_name) or "none found"
     raise ValueError(f"Unknown model {name!r}: give a weights folder or one of: {choices}.")
-
-
-def _read_image(path: Path) -> np.ndarray:
-    try:
-        with Image.open(path) as image:
-            return np.asarray(image.convert("RGB"))
-    except (OSError, ValueError) as error:
-        raise ValueError(f"Cannot read the character image {path}: {error}") from error
 
 
 if __name__ == "__main__":

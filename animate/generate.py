@@ -326,9 +326,10 @@ def model_defaults(model: ModelEntry | str | os.PathLike) -> dict:
 def unusual_settings(model_name: str, defaults: dict, steps: int, guidance: float) -> list[str]:
     """One warning for each of `steps` and `guidance` that lies outside the model's sensible range."""
     warnings = []
-    for label, value, unit in (("steps", steps, " steps"), ("guidance", guidance, "")):
+    for label, value in (("steps", steps), ("guidance", guidance)):
         low, high = defaults["sensible"][label]
         if not low <= value <= high:
+            unit = "" if label == "guidance" else " step" if high == 1 else " steps"
             allowed = f"{low:g}{unit}" if low == high else f"{low:g} to {high:g}{unit}"
             warnings.append(
                 f"{label.capitalize()} {value:g} is outside what the model {model_name} works well with ({allowed}): "

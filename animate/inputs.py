@@ -44,7 +44,7 @@ def check_number(name: str, value: object) -> int | float:
     """`value` as the int or float the parameter `name` of NUMBERS takes, or ValueError naming it and its range."""
     spec = NUMBERS[name]
     kind = "a whole number" if spec.integer else "a number"
-    allowed = f"{kind} from {spec.low:g} to {spec.high:g}"
+    allowed = f"{kind} from {_plain(spec.low)} to {_plain(spec.high)}"
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{spec.label} must be {allowed}; got {_shown(value)}.")
     if not math.isfinite(value) or not spec.low <= value <= spec.high:
@@ -67,6 +67,10 @@ def check_flag(label: str, value: object) -> bool:
     if not isinstance(value, bool):
         raise ValueError(f"{label} must be true or false; got {_shown(value)}.")
     return value
+
+
+def _plain(number: float) -> str:
+    return str(int(number)) if number == int(number) else f"{number:g}"
 
 
 def _shown(value: object) -> str:

@@ -145,10 +145,10 @@ class Jobs:
             while True:
                 with self._lock:
                     ahead = self._waiting.index(job)
-                if ahead == 0 and self.gpu.acquire(timeout=0.5):
-                    return
                 if job.cancel.is_set():
                     raise GenerationCancelled()
+                if ahead == 0 and self.gpu.acquire(timeout=0.5):
+                    return
                 if ahead:
                     time.sleep(0.5)
                 if progress is not None:

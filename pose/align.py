@@ -139,9 +139,7 @@ def _fit_bones(
     """How the dancer's bones scale onto the character's; None (with a warning) if the character can't be measured."""
     driving_lengths, driving_neck = _driving_proportions(sequence, to_pixels)
     character_points = character.body[:, :2] * ref_size
-    # A detector also places joints it guesses beyond the image's edge (a half-length picture's knees): not seen.
-    inside = np.all((character.body[:, :2] >= 0) & (character.body[:, :2] <= 1), axis=1)
-    character_seen = (character.body[:, 2] > MEASURE_CONFIDENCE) & inside
+    character_seen = character.body[:, 2] > MEASURE_CONFIDENCE
     ratios, hidden = {}, []
     for parent, child in BODY_LIMBS:
         if child not in driving_lengths:

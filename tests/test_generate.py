@@ -125,9 +125,19 @@ def test_cli_errors_are_one_clear_line(tiny_model, data_dir, tmp_path):
     assert result.returncode == 2 and "error: Could not read notes.mp4 as a video" in result.stderr
     assert "Traceback" not in result.stderr
     result = run_cli("--image", str(tmp_path / "missing.png"), "--video", str(data_dir / "dance_kps.mp4"), *common)
-    assert result.returncode == 2 and "Cannot read the character image" in result.stderr
+    assert result.returncode == 2 and "missing.png is not an image that can be read" in result.stderr
     result = run_cli("--image", str(data_dir / "ref_girl.png"), *common)
     assert result.returncode == 2 and "Give a driving video" in result.stderr
+    kps = ["--image", str(data_dir / "ref_girl.png"), "--video", str(data_dir / "dance_kps.mp4"), *common]
+    for option, value, message in (
+        ("--steps", "10000", "Sampling steps must be a whole number from 1 to 100; got 10000."),
+        ("--seed", str(2**70), "Seed must be a whole number from -1 to 4294967295"),
+        ("--stride", "0", "Frame stride must be a whole number from 1 to 8; got 0."),
+        ("--guidance", "1e9", "Guidance scale must be a number from 1 to 10; got 1000000000.0."),
+        ("--resolution", "10000", "Output size (short side, px) must be a whole number from 64 to 1024"),
+    ):
+        result = run_cli(*kps, option, value)
+        assert result.returncode == 2 and f"error: {message}" in result.stderr, result.stderr
 
 
 def test_output_size_keeps_the_aspect_ratio_on_multiples_of_8():

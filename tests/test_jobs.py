@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from animate.generate import GenerationSettings
+from animate.generate import GenerationCancelled, GenerationSettings
 from animate.jobs import (
     JobBusyError,
     Jobs,
@@ -41,13 +41,51 @@ def test_each_job_has_its_own_folder_and_a_session_runs_one_at_a_time(tmp_path):
     assert first.done.is_set() and jobs.start("alice", "preview").kind == "preview"
 
 
-def test_cancel_reaches_the_sessions_job_and_its_callbacks(tmp_path):
+def test_cancel_reaches_the_sessions_job_only(tmp_path):
     jobs = Jobs(tmp_path)
     job = jobs.start("alice", "animation")
-    stopped = threading.Event()
-    job.on_cancel.append(stopped.set)
     assert jobs.cancel("bob") is None and not job.cancel.is_set()
-    assert jobs.cancel("alice") is job and job.cancel.is_set() and stopped.is_set()
+    assert jobs.cancel("alice") is job and job.cancel.is_set() and not job.timed_out
+
+
+def test_a_job_past_its_time_limit_is_cancelled_and_says_so(tmp_path):
+    jobs = Jobs(tmp_path, time_limit=0.2)
+    job = jobs.start("alice", "animation")
+    assert job.cancel.wait(5) and job.timed_out
+    jobs.finish(job)
+    quick = jobs.start("alice", "preview")
+    jobs.finish(quick)
+    time.sleep(0.4)
+    assert not quick.cancel.is_set()  # a finished job's timer is stopped
+
+
+def test_jobs_take_turns_on_the_gpu_in_order_and_a_waiting_job_can_leave(tmp_path):
+    jobs = Jobs(tmp_path)
+    first, second, third = (jobs.start(name, "animation") for name in ("a", "b", "c"))
+    jobs.wait_for_gpu(first)
+    places, turns = [], []
+
+    def wait(job):
+        try:
+            jobs.wait_for_gpu(job, lambda fraction, message: places.append((job.session, message)))
+            turns.append(job.session)
+            jobs.gpu.release()
+        except GenerationCancelled:
+            turns.append(f"{job.session} left")
+
+    threads = [threading.Thread(target=wait, args=(job,)) for job in (second, third)]
+    for thread in threads:
+        thread.start()
+        time.sleep(0.3)
+    time.sleep(0.8)
+    assert jobs.waiting() == 2
+    assert ("b", "Waiting: 1 job is ahead of yours. It starts by itself.") in places
+    assert ("c", "Waiting: 2 jobs are ahead of yours. It starts by itself.") in places
+    jobs.cancel("c")
+    jobs.gpu.release()
+    for thread in threads:
+        thread.join(10)
+    assert sorted(turns) == ["b", "c left"] and jobs.waiting() == 0
 
 
 def test_old_job_folders_are_cleaned_up_but_not_running_ones_or_other_files(tmp_path):

@@ -168,3 +168,19 @@ def test_a_character_image_without_a_person_falls_back_to_fitting_the_frame():
 def test_unknown_mode_is_rejected():
     with pytest.raises(ValueError, match="per-bone"):
         align_poses(_driving(), _reference()[0], mode="stretch")
+
+
+def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(data_dir):
+    """skimage's astronaut (a real photo, cut off at the waist) driven by the real dance: one sentence says the legs
+    are not in the picture, instead of listing each missing bone; a full-body character gets no such warning."""
+    import skimage.data
+
+    from pose import detect_image, extract_poses, read_image
+
+    dance = extract_poses(data_dir / "dance.mp4", backend="mediapipe", hands=False, face=False, max_frames=12)
+    astronaut = detect_image(skimage.data.astronaut(), "mediapipe", hands=False, face=False)
+    warnings = align_poses(dance, astronaut, "global")[1]
+    assert any(warning.startswith("The character image shows no legs (a half-length picture?)") for warning in warnings)
+    assert not any("thigh" in warning or "shin" in warning for warning in warnings)
+    hero = detect_image(read_image(data_dir / "ref_hero.png"), "mediapipe", hands=False, face=False)
+    assert not any("no legs" in warning for warning in align_poses(dance, hero, "global")[1])
