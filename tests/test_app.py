@@ -91,7 +91,7 @@ def client(app_url) -> Client:
 
 
 @pytest.fixture(scope="session")
-def media(data_dir, tmp_path_factory) -> dict[str, Path]:
+def media(data_dir, media_dir, tmp_path_factory) -> dict[str, Path]:
     """The first two seconds of the real dance video (with its audio), and files that are not what they claim."""
     folder = tmp_path_factory.mktemp("media")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
@@ -106,7 +106,7 @@ def media(data_dir, tmp_path_factory) -> dict[str, Path]:
     (folder / "notes.png").write_text("not an image")
     Image.new("RGB", (400, 600), (40, 120, 200)).save(folder / "blank.png")
     (folder / "huge.mp4").write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1_000_000))
-    return {"dance": dance, "nobody": nobody, "girl": data_dir / "ref_girl.png", "kps": data_dir / "dance_kps.mp4"} | {
+    return {"dance": dance, "nobody": nobody, "girl": data_dir / "ref_girl.png", "kps": media_dir / "dance_kps.mp4"} | {
         path.name: path for path in folder.iterdir()
     }
 

@@ -65,41 +65,41 @@ def test_cli_generates_an_mp4_with_the_driving_audio(tiny_model, dance_clip, dat
     assert output.with_suffix(".json").is_file() and "seed 7" in result.stdout
 
 
-def test_a_skeleton_video_is_used_as_it_is(tiny_model, data_dir, tmp_path):
+def test_a_skeleton_video_is_used_as_it_is(tiny_model, media_dir, tmp_path):
     pipeline, files = load_model(tiny_model, "cpu", torch.float32)
     pipeline.set_progress_bar_config(disable=True)
-    character = np.asarray(Image.open(data_dir / "ref_anime.png").convert("RGB"))
+    character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=1, max_frames=6, seed=3, short_side=64)
     width, height = output_size(character.shape[1], character.shape[0], 64)
-    skeletons = prepare_skeletons(character, data_dir / "dance_kps.mp4", width, height, settings)
+    skeletons = prepare_skeletons(character, media_dir / "dance_kps.mp4", width, height, settings)
     assert skeletons.source == "skeleton video" and skeletons.fps == 30.0 and len(skeletons.frames) == 6
     assert skeletons.frames[0].shape == (height, width, 3)
     result = generate_video(
-        pipeline, character, skeletons, tmp_path / "kps.mp4", settings, driving_video=data_dir / "dance_kps.mp4",
+        pipeline, character, skeletons, tmp_path / "kps.mp4", settings, driving_video=media_dir / "dance_kps.mp4",
         model_files=files,
     )  # fmt: skip
     info = probe_video(result.path)
     assert not info.has_audio and info.fps == 30.0 and result.frames == 6 and result.seed == 3
 
 
-def test_asking_for_more_frames_than_the_clip_has_is_a_warning_not_a_crash(tiny_model, data_dir, tmp_path):
+def test_asking_for_more_frames_than_the_clip_has_is_a_warning_not_a_crash(tiny_model, media_dir, tmp_path):
     pipeline, files = load_model(tiny_model, "cpu", torch.float32)
     pipeline.set_progress_bar_config(disable=True)
-    character = np.asarray(Image.open(data_dir / "ref_anime.png").convert("RGB"))
+    character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=1, max_frames=1000, stride=8, short_side=64)
-    skeletons = prepare_skeletons(character, data_dir / "dance_kps.mp4", 64, 96, settings)
+    skeletons = prepare_skeletons(character, media_dir / "dance_kps.mp4", 64, 96, settings)
     result = generate_video(pipeline, character, skeletons, tmp_path / "all.mp4", settings, model_files=files)
     assert result.frames == 17  # 136 frames, every 8th
     assert any("fewer than the 1000 asked for" in warning for warning in result.warnings)
     assert probe_video(result.path).fps == 30.0 / 8
 
 
-def test_cancelling_writes_nothing_and_keeps_an_earlier_result(tiny_model, data_dir, tmp_path):
+def test_cancelling_writes_nothing_and_keeps_an_earlier_result(tiny_model, media_dir, tmp_path):
     pipeline, files = load_model(tiny_model, "cpu", torch.float32)
     pipeline.set_progress_bar_config(disable=True)
-    character = np.asarray(Image.open(data_dir / "ref_anime.png").convert("RGB"))
+    character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=4, max_frames=6, short_side=64)
-    skeletons = prepare_skeletons(character, data_dir / "dance_kps.mp4", 64, 96, settings)
+    skeletons = prepare_skeletons(character, media_dir / "dance_kps.mp4", 64, 96, settings)
     output = tmp_path / "result.mp4"
     output.write_bytes(b"an earlier result")
     cancel = threading.Event()
@@ -117,18 +117,18 @@ def test_cancelling_writes_nothing_and_keeps_an_earlier_result(tiny_model, data_
     assert sorted(path.name for path in tmp_path.iterdir()) == ["result.mp4"]
 
 
-def test_cli_errors_are_one_clear_line(tiny_model, data_dir, tmp_path):
+def test_cli_errors_are_one_clear_line(tiny_model, media_dir, tmp_path):
     not_a_video = tmp_path / "notes.mp4"
     not_a_video.write_text("hello")
     common = ["--model", str(tiny_model), "-o", str(tmp_path / "o.mp4")]
-    result = run_cli("--image", str(data_dir / "ref_girl.png"), "--video", str(not_a_video), *common)
+    result = run_cli("--image", str(media_dir / "ref_hero.png"), "--video", str(not_a_video), *common)
     assert result.returncode == 2 and "error: Could not read notes.mp4 as a video" in result.stderr
     assert "Traceback" not in result.stderr
-    result = run_cli("--image", str(tmp_path / "missing.png"), "--video", str(data_dir / "dance_kps.mp4"), *common)
+    result = run_cli("--image", str(tmp_path / "missing.png"), "--video", str(media_dir / "dance_kps.mp4"), *common)
     assert result.returncode == 2 and "missing.png is not an image that can be read" in result.stderr
-    result = run_cli("--image", str(data_dir / "ref_girl.png"), *common)
+    result = run_cli("--image", str(media_dir / "ref_hero.png"), *common)
     assert result.returncode == 2 and "Give a driving video" in result.stderr
-    kps = ["--image", str(data_dir / "ref_girl.png"), "--video", str(data_dir / "dance_kps.mp4"), *common]
+    kps = ["--image", str(media_dir / "ref_hero.png"), "--video", str(media_dir / "dance_kps.mp4"), *common]
     for option, value, message in (
         ("--steps", "10000", "Sampling steps must be a whole number from 1 to 100; got 10000."),
         ("--seed", str(2**70), "Seed must be a whole number from -1 to 4294967295"),

@@ -157,11 +157,11 @@ def test_pose_cache_reuses_extracted_poses_for_the_same_video_and_options(tmp_pa
     assert not reused  # more frames than were extracted
 
 
-def test_preview_of_a_skeleton_video_writes_its_frames_and_an_overlay(tmp_path, data_dir):
+def test_preview_of_a_skeleton_video_writes_its_frames_and_an_overlay(tmp_path, media_dir):
     cache = PoseCache(tmp_path / "weights")
-    character = np.asarray(Image.open(data_dir / "ref_anime.png").convert("RGB"))
+    character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     skeletons, reused = cache.skeletons(
-        character, data_dir / "dance_kps.mp4", 512, 680, GenerationSettings(max_frames=6)
+        character, media_dir / "dance_kps.mp4", 512, 680, GenerationSettings(max_frames=6)
     )
     assert skeletons.source == "skeleton video" and not reused
     path, overlay = write_preview(character, skeletons, tmp_path)

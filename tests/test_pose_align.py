@@ -170,7 +170,7 @@ def test_unknown_mode_is_rejected():
         align_poses(_driving(), _reference()[0], mode="stretch")
 
 
-def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(data_dir):
+def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(data_dir, media_dir):
     """skimage's astronaut (a real photo, cut off at the waist) driven by the real dance: one sentence says the legs
     are not in the picture, instead of listing each missing bone; a full-body character gets no such warning."""
     import skimage.data
@@ -182,5 +182,5 @@ def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(data_dir):
     warnings = align_poses(dance, astronaut, "global")[1]
     assert any(warning.startswith("The character image shows no legs (a half-length picture?)") for warning in warnings)
     assert not any("thigh" in warning or "shin" in warning for warning in warnings)
-    hero = detect_image(read_image(data_dir / "ref_hero.png"), "mediapipe", hands=False, face=False)
+    hero = detect_image(read_image(media_dir / "ref_hero.png"), "mediapipe", hands=False, face=False)
     assert not any("no legs" in warning for warning in align_poses(dance, hero, "global")[1])

@@ -96,9 +96,9 @@ def test_overlay_keeps_the_skeleton_colours_and_dims_the_image():
     np.testing.assert_array_equal(overlaid[400, 400], [100, 100, 100])
 
 
-def test_drawing_reproduces_the_released_dwpose_skeleton_image(data_dir):
+def test_drawing_reproduces_the_released_dwpose_skeleton_image(media_dir):
     """Recover pose.png's body joints from their discs, redraw the body, compare pixels with the original."""
-    reference = np.asarray(Image.open(data_dir / "pose.png").convert("RGB"))
+    reference = np.asarray(Image.open(media_dir / "pose.png").convert("RGB"))
     height, width = reference.shape[:2]
     disc = cv2.circle(np.zeros((16, 16), np.uint8), (8, 8), 4, 1, thickness=-1)
     person = Person.empty()

@@ -144,14 +144,14 @@ def test_truncated_video_gives_its_readable_frames_or_a_video_error(clips):
         assert 0 < len(sequence) < _frame_count(clips / "dance_2s.mp4")
 
 
-def test_skeleton_video_has_the_clips_frames_and_is_recognised(clips, data_dir, tmp_path):
+def test_skeleton_video_has_the_clips_frames_and_is_recognised(clips, data_dir, media_dir, tmp_path):
     sequence = extract_poses(clips / "dance_2s.mp4", backend="mediapipe", hands=False, face=False, max_frames=24)
     path = write_skeleton_video(sequence, tmp_path / "dance_kps.mp4")
     info = probe_video(path)
     assert (info.width, info.height) == (512, 910) and info.fps == 24.0 and not info.has_audio
     assert sum(1 for _ in read_frames(path)) == 24
     assert is_skeleton_video(path)
-    assert is_skeleton_video(data_dir / "dance_kps.mp4")
+    assert is_skeleton_video(media_dir / "dance_kps.mp4")
     assert not is_skeleton_video(data_dir / "dance.mp4")
     assert not is_skeleton_video(clips / "nobody.mp4")
     _ffmpeg("-f", "lavfi", "-i", "color=c=0x0a0a0a:size=320x240:rate=24", "-t", "1", str(tmp_path / "dark.mp4"))
@@ -159,13 +159,14 @@ def test_skeleton_video_has_the_clips_frames_and_is_recognised(clips, data_dir, 
 
 
 @pytest.mark.parametrize("name", ["dance.mp4", "dance_kps.mp4"])
-def test_reading_from_a_start_frame_gives_exactly_those_frames(data_dir, name):
+def test_reading_from_a_start_frame_gives_exactly_those_frames(request, name):
     """Seeking (used to sample training clips from long videos) lands on the same frames as decoding from the start."""
     from pose.video import read_frames
 
-    everything = list(read_frames(data_dir / name, max_side=160, max_frames=60))
+    folder = request.getfixturevalue("data_dir" if name == "dance.mp4" else "media_dir")
+    everything = list(read_frames(folder / name, max_side=160, max_frames=60))
     for start in (1, 2, 23, 57):
-        part = list(read_frames(data_dir / name, start=start, max_frames=3, max_side=160))
+        part = list(read_frames(folder / name, start=start, max_frames=3, max_side=160))
         assert len(part) == 3
         for offset, frame in enumerate(part):
             assert np.array_equal(frame, everything[start + offset]), (start, offset)

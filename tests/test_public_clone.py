@@ -1,0 +1,26 @@
+"""A public clone has no ../shared: the suite must still collect, and the fixture tests must run, from what the
+repository holds (tests/data). Clones the committed HEAD into a folder with nothing beside it."""
+
+import subprocess
+import sys
+
+from conftest import ROOT
+
+
+def test_a_clone_without_shared_collects_the_suite_and_runs_the_fixture_tests(tmp_path):
+    clone = tmp_path / "clone"
+    subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True)
+    assert not (clone.parent / "shared").exists()
+
+    def pytest(*args: str) -> subprocess.CompletedProcess:
+        command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *args]
+        return subprocess.run(command, cwd=clone, capture_output=True, text=True, timeout=1200)
+
+    collected = pytest("--collect-only")
+    assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
+    assert "error" not in collected.stdout.splitlines()[-1]
+
+    fixtures = pytest("-rs", "tests/test_moore_fixture.py", "tests/test_checkpoints.py", "tests/test_pose_draw.py")
+    assert fixtures.returncode == 0, fixtures.stdout[-3000:]
+    summary = fixtures.stdout.splitlines()[-1]
+    assert "passed" in summary and "skipped" not in summary, summary
