@@ -21,9 +21,9 @@ from huggingface_hub import constants, hf_hub_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hub_tqdm
 
-logger = logging.getLogger(__name__)
+from animate import WEIGHTS_DIR
 
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
+logger = logging.getLogger(__name__)
 
 
 class WeightsError(RuntimeError):

@@ -22,7 +22,7 @@ from accelerate import Accelerator
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from animate.training import train  # noqa: E402
+from animate.training import objective, train  # noqa: E402
 from animate.training.config import load_config  # noqa: E402
 
 
@@ -54,9 +54,9 @@ def main() -> None:
     pipeline = train.load_pipeline(config)
     pipeline.encode_reference_image = timed("CLIP (PIL preprocessing + encoder)", pipeline.encode_reference_image)
     pipeline.vae.encode = timed("VAE encode", pipeline.vae.encode)
-    parameters = train.trainable_parameters(pipeline, config.stage)
+    parameters = objective.trainable_parameters(pipeline, config.stage)
     pipeline.to(device)
-    model = train.AnimateAnyoneTrainingModel(pipeline)
+    model = objective.AnimateAnyoneTrainingModel(pipeline)
     model.forward = timed("model forward", model.forward)
     optimizer = torch.optim.AdamW(parameters, lr=config.learning_rate)
     model, optimizer = accelerator.prepare(model, optimizer)
@@ -66,7 +66,7 @@ def main() -> None:
             samples, batch_sampler=train.batch_indices(config, 0, 0, 1), num_workers=config.num_workers
         )
     )
-    loss_function = timed("diffusion_loss (all of the above and the rest)", train.diffusion_loss)
+    loss_function = timed("diffusion_loss (all of the above and the rest)", objective.diffusion_loss)
 
     warm_up = 5
     for step in range(warm_up + args.steps):
@@ -77,7 +77,7 @@ def main() -> None:
         start = time.perf_counter()
         batch = next(batches)
         spent["waiting for data"] += time.perf_counter() - start
-        loss = loss_function(accelerator, model, pipeline, batch, train.seeded_generator(config.seed, step), config)
+        loss = loss_function(accelerator, model, pipeline, batch, objective.seeded_generator(config.seed, step), config)
         start = time.perf_counter()
         accelerator.backward(loss)
         optimizer.step()

@@ -30,16 +30,18 @@ from animate.pipeline import AnimateAnyonePipeline
 from animate.training.__main__ import main
 from animate.training.config import CONFIGS_DIR, TrainConfig, load_config
 from animate.training.dataset import make_samples
-from animate.training.train import (
+from animate.training.objective import (
     AnimateAnyoneTrainingModel,
-    batch_indices,
     diffusion_loss,
-    latest_checkpoint,
-    load_pipeline,
     prediction_error,
     seeded_generator,
-    train,
     trainable_parameters,
+)
+from animate.training.train import (
+    batch_indices,
+    latest_checkpoint,
+    load_pipeline,
+    train,
     validate,
 )
 from animate.weights import list_models
@@ -566,11 +568,11 @@ def test_optional_packages_are_asked_for_by_their_pip_command(tmp_path, option, 
 
 
 @pytest.mark.slow
-def test_a_dance_video_to_a_trained_model_end_to_end(data_dir, tmp_path):
+def test_a_dance_video_to_a_trained_model_end_to_end(media_dir, tmp_path):
     """The user's path on a real video: dataset, stage 1 (stopped and continued), stage 2, generation."""
     videos = tmp_path / "videos"
     videos.mkdir()
-    shutil.copy(data_dir / "dance.mp4", videos)
+    shutil.copy(media_dir / "hero_dance.mp4", videos)
     build = [sys.executable, "-m", "animate.training.dataset", "build", str(videos)]
     subprocess.run(build, env=ENV, cwd=ROOT, check=True, capture_output=True)
     data = f"--data={videos / 'dataset.json'}"

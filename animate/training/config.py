@@ -16,7 +16,7 @@ from typing import TypeVar
 
 import yaml
 
-from animate.weights import WEIGHTS_DIR
+from animate import WEIGHTS_DIR
 
 CONFIGS_DIR = Path(__file__).resolve().parent / "configs"
 RUNS_DIR = WEIGHTS_DIR.parent / "runs"
