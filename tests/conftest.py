@@ -1,9 +1,7 @@
 """Shared test set-up: no network; the fixtures and media the tests need, from the repository itself.
 
-`tests/data/` holds what we may ship (see its README): the compatibility fixtures (`reference/`) and media under the
-Apache-2.0 licence (`media/`). Three third-party files that are not ours to redistribute (a real dance video with
-audio, an illustration and a real photo) are read from `../shared/data/` where it exists, as in CI; `data_dir` skips
-the tests that need them elsewhere, and says so.
+`tests/data/` holds all of it (see its README): the compatibility fixtures (`reference/`) and real media under the
+Apache-2.0 licence (`media/`), so that a clone of the repository runs the whole suite.
 """
 
 import os
@@ -18,7 +16,6 @@ ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / "tests" / "data"
 REFERENCE = TEST_DATA / "reference"
 MEDIA = TEST_DATA / "media"
-THIRD_PARTY = ROOT.parent / "shared" / "data"
 
 
 @pytest.fixture(scope="session")
@@ -29,13 +26,6 @@ def reference_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
-    """Real media in the repository: ref_anime.png, ref_hero.png, dance_kps.mp4, pose.png."""
+    """Real media in the repository: ref_anime.png, ref_hero.png, hero_dance.mp4 (a raw video with sound),
+    dance_kps.mp4 (a skeleton video), pose.png."""
     return MEDIA
-
-
-@pytest.fixture(scope="session")
-def data_dir() -> Path:
-    """Third-party media (dance.mp4, ref_girl.png, ref_woman.jpg), never copied into the repository."""
-    if not THIRD_PARTY.is_dir():
-        pytest.skip(f"third-party media (dance.mp4, ref_girl.png, ref_woman.jpg) not found at {THIRD_PARTY}")
-    return THIRD_PARTY

@@ -91,24 +91,24 @@ def client(app_url) -> Client:
 
 
 @pytest.fixture(scope="session")
-def media(data_dir, media_dir, tmp_path_factory) -> dict[str, Path]:
+def media(media_dir, tmp_path_factory) -> dict[str, Path]:
     """The first two seconds of the real dance video (with its audio), and files that are not what they claim."""
     folder = tmp_path_factory.mktemp("media")
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     dance = folder / "dance_2s.mp4"
-    subprocess.run([ffmpeg, "-v", "error", "-i", str(data_dir / "dance.mp4"), "-t", "2", "-c", "copy", str(dance)],
-                   check=True)  # fmt: skip
+    source = media_dir / "hero_dance.mp4"
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(source), "-t", "2", "-c", "copy", str(dance)], check=True)
     nobody = folder / "nobody.mp4"  # a test pattern: a video, but no person in it
     subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "testsrc=size=320x240:rate=12", "-t", "1",
                     "-pix_fmt", "yuv420p", str(nobody)], check=True)  # fmt: skip
     (folder / "notes.mp4").write_text("not a video")
-    (folder / "truncated.mp4").write_bytes((data_dir / "dance.mp4").read_bytes()[:100_000])
+    whole = dance.read_bytes()  # its index (moov) comes last: half of the file is no readable video
+    (folder / "truncated.mp4").write_bytes(whole[: len(whole) // 2])
     (folder / "notes.png").write_text("not an image")
     Image.new("RGB", (400, 600), (40, 120, 200)).save(folder / "blank.png")
     (folder / "huge.mp4").write_bytes(os.urandom((MAX_UPLOAD_MB + 1) * 1_000_000))
-    return {"dance": dance, "nobody": nobody, "girl": data_dir / "ref_girl.png", "kps": media_dir / "dance_kps.mp4"} | {
-        path.name: path for path in folder.iterdir()
-    }
+    named = {"dance": dance, "nobody": nobody, "hero": media_dir / "ref_hero.png", "kps": media_dir / "dance_kps.mp4"}
+    return named | {path.name: path for path in folder.iterdir()}
 
 
 def warnings_of(job) -> list[str]:
@@ -173,42 +173,42 @@ def test_python_app_py_serves_on_gradio_host_and_port_and_borrows_a_spaces_gpu(a
 def test_preview_then_animate_on_the_dance_video(client, media):
     """The user's path: preview the skeleton, animate (reusing the poses), get an mp4 with the dance's audio, its
     settings file, the seed, and the result again under Recent results."""
-    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
-    video, overlay, notes = client.predict(girl, dance, api_name="/preview")
+    hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
+    video, overlay, notes = client.predict(hero, dance, api_name="/preview")
     frames = list(read_frames(video))
     assert len(frames) > 40 and "extracted with mediapipe" in notes
     skeleton = frames[len(frames) // 2]
     assert (skeleton.max(axis=2) < 30).mean() > 0.8  # black, with a coloured skeleton on it
-    assert np.asarray(Image.open(overlay)).shape[:2] == (1216, 704)  # drawn over the character itself
+    assert np.asarray(Image.open(overlay)).shape[:2] == (677, 451)  # drawn over the character itself
 
-    history = client.predict(girl, dance, "tiny", [], api_name="/check_animate")  # the job id goes into the history
+    history = client.predict(hero, dance, "tiny", [], api_name="/check_animate")  # the job id goes into the history
     result, settings_file, seed, notes = client.predict(
-        character=girl, driving_video=dance, steps=2, resolution=64, clip_length=12, clip_unit="frames",
+        character=hero, driving_video=dance, steps=2, resolution=64, clip_length=12, clip_unit="frames",
         api_name="/animate",
     )  # fmt: skip
     assert "The poses from the preview were reused" in notes
     info = probe_video(result)
-    assert info.has_audio and info.fps == 24 and (info.width, info.height) == (64, 112)
+    assert info.has_audio and info.fps == 24 and (info.width, info.height) == (64, 96)
     assert abs(info.duration - 12 / 24) < 0.05
     settings = json.loads(Path(settings_file).read_text())
     assert settings["seed"] == int(seed) >= 0 and settings["frames"] == 12 and settings["steps"] == 2
     assert read_settings(result)["seed"] == int(seed)
     gallery = client.predict(history, api_name="/recent_results")
-    assert Path(result).name == f"ref_girl-dance_2s-seed{seed}.mp4"
+    assert Path(result).name == f"ref_hero-dance_2s-seed{seed}.mp4"
     assert len(history) == 1 and len(gallery) == 1 and Path(gallery[0]["video"]).name == Path(result).name
 
 
 def test_a_skeleton_video_is_detected_and_used_as_it_is(client, media):
     text, _ = client.predict(handle_file(media["kps"]), "seconds", 1, api_name="/describe_video")
     assert text.startswith("**Skeleton video**")
-    video, _, notes = client.predict(handle_file(media["girl"]), handle_file(media["kps"]), clip_length=10,
+    video, _, notes = client.predict(handle_file(media["hero"]), handle_file(media["kps"]), clip_length=10,
                                      clip_unit="frames", api_name="/preview")  # fmt: skip
     assert "10 skeleton frames at 30 fps, read from the skeleton video" in notes
     assert probe_video(video).fps == 30
 
 
 def test_a_clip_longer_than_the_video_is_cut_to_it_with_a_note(client, media):
-    job = client.submit(handle_file(media["girl"]), handle_file(media["dance"]), clip_length=60, api_name="/preview")
+    job = client.submit(handle_file(media["hero"]), handle_file(media["dance"]), clip_length=60, api_name="/preview")
     notes = job.result()[2]
     assert "shorter than the 60 s asked for: the whole video is animated" in notes
     assert warnings_of(job) == []  # said once, in the notes, not again in a toast over the result
@@ -218,11 +218,11 @@ def test_a_clip_longer_than_the_video_is_cut_to_it_with_a_note(client, media):
     ("character", "video", "message"),
     [
         (None, "dance", "Upload a character image first"),
-        ("girl", None, "Upload a driving video"),
+        ("hero", None, "Upload a driving video"),
         ("notes.png", "dance", "notes.png is not an image that can be read"),
-        ("girl", "notes.mp4", "Could not read notes.mp4 as a video"),
-        ("girl", "truncated.mp4", "Could not read truncated.mp4 as a video"),
-        ("girl", "nobody", "No person was found in nobody.mp4"),
+        ("hero", "notes.mp4", "Could not read notes.mp4 as a video"),
+        ("hero", "truncated.mp4", "Could not read truncated.mp4 as a video"),
+        ("hero", "nobody", "No person was found in nobody.mp4"),
     ],
 )
 def test_bad_input_gets_a_sentence_saying_what_to_do(client, media, character, video, message):
@@ -247,7 +247,7 @@ def test_a_character_without_a_person_is_a_warning(client, media):
 
 def test_a_too_large_upload_is_refused_before_it_is_sent(client, media):
     with pytest.raises(ValueError, match="exceeds the maximum file size"):
-        client.predict(handle_file(media["girl"]), handle_file(media["huge.mp4"]), api_name="/preview")
+        client.predict(handle_file(media["hero"]), handle_file(media["huge.mp4"]), api_name="/preview")
 
 
 def test_a_model_with_a_missing_weight_file_or_an_unknown_model(client, media, app_home):
@@ -255,7 +255,7 @@ def test_a_model_with_a_missing_weight_file_or_an_unknown_model(client, media, a
     shutil.copytree(app_home / "weights" / "tiny", broken)
     for weights in (broken / "denoising_unet").glob("*.safetensors"):
         weights.unlink()
-    inputs = {"character": handle_file(media["girl"]), "driving_video": handle_file(media["dance"]), "steps": 1,
+    inputs = {"character": handle_file(media["hero"]), "driving_video": handle_file(media["dance"]), "steps": 1,
               "resolution": 64, "clip_length": 4, "clip_unit": "frames"}  # fmt: skip
     with pytest.raises(AppError, match="The model trained/broken could not be loaded. .*incomplete.*export it again"):
         client.predict(**inputs, model="trained/broken", api_name="/animate")
@@ -271,21 +271,21 @@ def progress_of(job) -> str:
 def test_one_animation_at_a_time_a_bounded_queue_and_cancel(app_url, media):
     """A runs; A clicking again is told to wait; B waits in the queue and is shown its place as progress; C finds
     the queue full (1 here); B's Cancel takes it out of the queue and A's stops A at once."""
-    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
+    hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
     a, b, c = (Client(app_url, verbose=False) for _ in range(3))
-    long_job = {"character": girl, "driving_video": dance, "steps": 100, "resolution": 64, "clip_length": 8,
+    long_job = {"character": hero, "driving_video": dance, "steps": 100, "resolution": 64, "clip_length": 8,
                 "clip_unit": "frames"}  # fmt: skip
     running = a.submit(**long_job, api_name="/animate")
     wait_for(lambda: "Denoising" in progress_of(running), 120, "the first denoising step")
     with pytest.raises(AppError, match="Your previous job is still running: wait for it, or press Cancel"):
-        a.predict(girl, dance, "tiny", [], api_name="/check_animate")
-    check = b.submit(girl, dance, "tiny", [], api_name="/check_animate")
+        a.predict(hero, dance, "tiny", [], api_name="/check_animate")
+    check = b.submit(hero, dance, "tiny", [], api_name="/check_animate")
     check.result()
     assert warnings_of(check) == []  # a place in the queue is no warning
     waiting = b.submit(**long_job, api_name="/animate")
     wait_for(lambda: "Waiting: 1 job is ahead of yours" in progress_of(waiting), 60, "B to wait with its place")
     with pytest.raises(AppError, match="1 animation is already waiting, the most this app queues"):
-        c.predict(girl, dance, "tiny", [], api_name="/check_animate")
+        c.predict(hero, dance, "tiny", [], api_name="/check_animate")
     assert b.predict(api_name="/cancel") == "The animation was cancelled."
     assert waiting.result() == (None, None, None, "Cancelled: nothing was written.")
     asked = time.monotonic()
@@ -298,13 +298,13 @@ def test_one_animation_at_a_time_a_bounded_queue_and_cancel(app_url, media):
 def test_cancel_while_decoding_frees_the_queue_for_the_next_job(app_url, media):
     """A's frames are being decoded (one denoising step, many large frames) when it is cancelled: it stops within a
     second or two, and B, waiting behind it, runs to its result."""
-    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
+    hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
     a, b = Client(app_url, verbose=False), Client(app_url, verbose=False)
-    big = {"character": girl, "driving_video": dance, "steps": 1, "resolution": 512, "clip_length": 48,
+    big = {"character": hero, "driving_video": dance, "steps": 1, "resolution": 512, "clip_length": 48,
            "clip_unit": "frames"}  # fmt: skip
     first = a.submit(**big, api_name="/animate")
     wait_for(lambda: "Decoding" in progress_of(first), 240, "A to decode")
-    second = b.submit(character=girl, driving_video=dance, steps=1, resolution=64, clip_length=4, clip_unit="frames",
+    second = b.submit(character=hero, driving_video=dance, steps=1, resolution=64, clip_length=4, clip_unit="frames",
                       api_name="/animate")  # fmt: skip
     asked = time.monotonic()
     assert a.predict(api_name="/cancel") == "The animation was cancelled."
@@ -343,7 +343,7 @@ BASE = {"steps": 1, "resolution": 64, "clip_length": 4, "clip_unit": "frames"}
     ],
 )
 def test_the_api_refuses_bad_values_with_a_sentence_and_no_work(client, media, values, message):
-    inputs = {"character": handle_file(media["girl"]), "driving_video": handle_file(media["dance"]), **BASE, **values}
+    inputs = {"character": handle_file(media["hero"]), "driving_video": handle_file(media["dance"]), **BASE, **values}
     if message is None:
         inputs["clip_length"] = 4
         client.predict(**inputs, api_name="/animate")
@@ -357,14 +357,16 @@ def test_the_api_refuses_bad_values_with_a_sentence_and_no_work(client, media, v
 
 def test_the_hosts_limits_are_refused_before_any_work(client, media, app_module, tmp_path):
     """Over the output pixels per frame, the frames per job, the video's duration: each refused at once."""
-    girl, dance = handle_file(media["girl"]), handle_file(media["dance"])
+    hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
+    tall = tmp_path / "tall.png"  # 1024 px wide is 2.3 megapixels at this shape
+    Image.new("RGB", (450, 1000), "white").save(tall)
     with pytest.raises(AppError, match="over this app's limit of 1.57 megapixels per frame: choose an output size"):
-        client.predict(character=girl, driving_video=dance, resolution=1024, steps=1, api_name="/animate")
+        client.predict(character=handle_file(tall), driving_video=dance, resolution=1024, steps=1, api_name="/animate")
     with pytest.raises(AppError, match=r"That is \d+ frames to generate; this app makes at most 40 per job"):
         limits = app_module.LIMITS
         object.__setattr__(limits, "max_frames", 40)
         try:
-            client.predict(character=girl, driving_video=dance, resolution=64, steps=1, api_name="/animate")
+            client.predict(character=hero, driving_video=dance, resolution=64, steps=1, api_name="/animate")
         finally:
             object.__setattr__(limits, "max_frames", 400)
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
@@ -372,7 +374,7 @@ def test_the_hosts_limits_are_refused_before_any_work(client, media, app_module,
     subprocess.run([ffmpeg, "-v", "error", "-f", "lavfi", "-i", "color=c=gray:size=64x64:rate=5", "-t", "40",
                     str(long_video)], check=True)  # fmt: skip
     with pytest.raises(AppError, match="The driving video is 40 s long; this app takes videos of up to 30 s"):
-        client.predict(girl, handle_file(long_video), api_name="/preview")
+        client.predict(hero, handle_file(long_video), api_name="/preview")
     text, _ = client.predict(handle_file(long_video), "seconds", 1, api_name="/describe_video")
     assert text.startswith("**This video cannot be used.** The driving video is 40 s long")
 
@@ -380,12 +382,12 @@ def test_the_hosts_limits_are_refused_before_any_work(client, media, app_module,
 def test_messages_name_the_users_file_not_the_servers_path(client, media, tmp_path):
     (tmp_path / "empty.mp4").write_bytes(b"")
     with pytest.raises(AppError) as error:
-        client.predict(handle_file(media["girl"]), handle_file(tmp_path / "empty.mp4"), api_name="/preview")
+        client.predict(handle_file(media["hero"]), handle_file(tmp_path / "empty.mp4"), api_name="/preview")
     assert "Video file is empty: empty.mp4." in str(error.value) and "/tmp" not in str(error.value)
 
 
 def test_unusual_settings_for_the_model_are_noted_once(client, media):
-    inputs = {"character": handle_file(media["girl"]), "driving_video": handle_file(media["dance"])}
+    inputs = {"character": handle_file(media["hero"]), "driving_video": handle_file(media["dance"])}
     job = client.submit(**inputs, **BASE | {"steps": 3, "guidance": 3.5}, api_name="/animate")
     notes = job.result()[3]
     assert "Steps 3 is outside what the model tiny works well with (1 step)" in notes

@@ -41,20 +41,20 @@ def set_number(page, elem_id: str, value: float) -> None:
     box.press("Enter")
 
 
-def test_upload_preview_animate_and_see_the_result(page, data_dir, tmp_path):
+def test_upload_preview_animate_and_see_the_result(page, media_dir, tmp_path):
     from playwright.sync_api import expect
 
     page.locator("#animate").click()  # nothing uploaded yet: a message, not a crash
     expect(page.get_by_text("Upload a character image first")).to_be_visible(timeout=30_000)
 
-    page.locator("#character input[type=file]").set_input_files(data_dir / "ref_girl.png")
-    page.locator("#driving-video input[type=file]").set_input_files(data_dir / "dance.mp4")
+    page.locator("#character input[type=file]").set_input_files(media_dir / "ref_hero.png")
+    page.locator("#driving-video input[type=file]").set_input_files(media_dir / "hero_dance.mp4")
     expect(page.locator("#video-info")).to_contain_text("Raw video", timeout=60_000)
-    expect(page.locator("#video-info")).to_contain_text("12.0 s")
+    expect(page.locator("#video-info")).to_contain_text("4.0 s")
     set_number(page, "clip-length", 0.5)
     set_number(page, "steps", 2)
     set_number(page, "resolution", 64)
-    expect(page.locator("#resolution")).to_contain_text("Output 64×112 px")
+    expect(page.locator("#resolution")).to_contain_text("Output 64×96 px")
 
     page.locator("#preview").click()
     expect(page.locator("#preview-info")).to_contain_text("12 skeleton frames at 24 fps", timeout=120_000)
@@ -63,10 +63,10 @@ def test_upload_preview_animate_and_see_the_result(page, data_dir, tmp_path):
 
     page.locator("#animate").click()
     expect(page.locator("#result-info")).to_contain_text(re.compile(r"Done in \d+ s"), timeout=300_000)
-    expect(page.locator("#result-info")).to_contain_text("12 frames at 24 fps, 64×112")
+    expect(page.locator("#result-info")).to_contain_text("12 frames at 24 fps, 64×96")
     expect(page.locator("#result-info")).to_contain_text("The poses from the preview were reused")
     expect(page.locator("#result video")).to_be_visible()
-    assert re.search(r"ref_girl-dance-seed\d+\.mp4", page.locator("#result video").get_attribute("src"))
+    assert re.search(r"ref_hero-hero_dance-seed\d+\.mp4", page.locator("#result video").get_attribute("src"))
 
     folder = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
     folder.mkdir(parents=True, exist_ok=True)

@@ -17,7 +17,7 @@ def _ffmpeg(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def built(data_dir, tmp_path_factory):
+def built(media_dir, tmp_path_factory):
     """A folder with 2 s of the dance (scaled down: detection does not need 1080p), 0.5 s of it, and a test
     pattern, built into a dataset with the bundled MediaPipe detector."""
     folder = tmp_path_factory.mktemp("videos")
@@ -28,7 +28,7 @@ def built(data_dir, tmp_path_factory):
             "-t",
             seconds,
             "-i",
-            str(data_dir / "dance.mp4"),
+            str(media_dir / "hero_dance.mp4"),
             "-vf",
             "scale=360:640",
             "-an",

@@ -32,11 +32,11 @@ def _audio(path, rate: int = 16000) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def dance_cut(data_dir, tmp_path_factory):
+def dance_cut(media_dir, tmp_path_factory):
     """The first 3 s of the real dance video, scaled down to keep the test fast; its AAC audio copied as it is."""
     path = tmp_path_factory.mktemp("media") / "dance_3s.mp4"
     _ffmpeg(
-        "-i", str(data_dir / "dance.mp4"), "-t", "3", "-vf", "scale=270:480",
+        "-i", str(media_dir / "hero_dance.mp4"), "-t", "3", "-vf", "scale=270:480",
         "-c:v", "libx264", "-preset", "ultrafast", "-c:a", "copy", str(path),
     )  # fmt: skip
     return path
@@ -126,8 +126,8 @@ def test_side_by_side_needs_a_skeleton_for_every_frame():
         list(frames)
 
 
-def test_side_by_side_export_of_real_frames(dance_cut, data_dir, tmp_path):
-    character = np.asarray(Image.open(data_dir / "ref_girl.png").convert("RGB"))
+def test_side_by_side_export_of_real_frames(dance_cut, media_dir, tmp_path):
+    character = np.asarray(Image.open(media_dir / "ref_hero.png").convert("RGB"))
     frames = side_by_side(character, read_frames(dance_cut), read_frames(dance_cut, max_frames=24))
     out = export_video(frames, tmp_path / "side.mp4", settings=SETTINGS, driving_video=dance_cut)
     info = probe_video(out)

@@ -32,12 +32,12 @@ def tiny_model(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def dance_clip(data_dir, tmp_path_factory):
+def dance_clip(media_dir, tmp_path_factory):
     """The first two seconds of the real dance video, with its audio."""
     path = tmp_path_factory.mktemp("media") / "dance_2s.mp4"
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
     subprocess.run(
-        [ffmpeg, "-v", "error", "-i", str(data_dir / "dance.mp4"), "-t", "2", "-c", "copy", str(path)], check=True
+        [ffmpeg, "-v", "error", "-i", str(media_dir / "hero_dance.mp4"), "-t", "2", "-c", "copy", str(path)], check=True
     )
     return path
 
@@ -48,10 +48,10 @@ def run_cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
-def test_cli_generates_an_mp4_with_the_driving_audio(tiny_model, dance_clip, data_dir, tmp_path):
+def test_cli_generates_an_mp4_with_the_driving_audio(tiny_model, dance_clip, media_dir, tmp_path):
     output = tmp_path / "out.mp4"
     result = run_cli(
-        "--image", str(data_dir / "ref_girl.png"), "--video", str(dance_clip), "--model", str(tiny_model),
+        "--image", str(media_dir / "ref_hero.png"), "--video", str(dance_clip), "--model", str(tiny_model),
         "--steps", "2", "--frames", "20", "--resolution", "64", "--seed", "7", "-o", str(output),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr

@@ -133,17 +133,17 @@ def test_a_clip_of_no_frames_is_refused():
 
 
 @pytest.fixture(scope="module")
-def dance_1s(data_dir, tmp_path_factory):
+def dance_1s(media_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("media") / "dance_1s.mp4"
     ffmpeg = imageio_ffmpeg.get_ffmpeg_exe()
-    subprocess.run([ffmpeg, "-v", "error", "-i", str(data_dir / "dance.mp4"), "-t", "1", "-c", "copy", str(path)],
+    subprocess.run([ffmpeg, "-v", "error", "-i", str(media_dir / "hero_dance.mp4"), "-t", "1", "-c", "copy", str(path)],
                    check=True)  # fmt: skip
     return path
 
 
-def test_pose_cache_reuses_extracted_poses_for_the_same_video_and_options(tmp_path, dance_1s, data_dir):
+def test_pose_cache_reuses_extracted_poses_for_the_same_video_and_options(tmp_path, dance_1s, media_dir):
     cache = PoseCache(tmp_path / "weights")  # no DWPose there: MediaPipe
-    character = np.asarray(Image.open(data_dir / "ref_girl.png").convert("RGB"))
+    character = np.asarray(Image.open(media_dir / "ref_hero.png").convert("RGB"))
     first, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=8))
     assert not reused and len(first.frames) == 8 and first.frames[0].shape == (112, 64, 3)
     shorter, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=5))

@@ -1,6 +1,6 @@
 """Compatibility proof: our pipeline reproduces Moore-AnimateAnyone's own outputs on the moore_tiny fixture.
 
-The fixture (../shared/reference/moore_tiny, see its README) is a tiny random model in the released format with
+The fixture (tests/data/reference/moore_tiny, see its README) is a tiny random model in the released format with
 the reference implementation's inputs, initial latents, intermediates and outputs. Everything is loaded through
 `load_released_pipeline`, the path a user's downloaded weights take. Tolerances are the fixture's (README §8).
 """

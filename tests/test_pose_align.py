@@ -170,14 +170,14 @@ def test_unknown_mode_is_rejected():
         align_poses(_driving(), _reference()[0], mode="stretch")
 
 
-def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(data_dir, media_dir):
+def test_a_half_length_photo_gets_one_warning_about_its_missing_legs(media_dir):
     """skimage's astronaut (a real photo, cut off at the waist) driven by the real dance: one sentence says the legs
     are not in the picture, instead of listing each missing bone; a full-body character gets no such warning."""
     import skimage.data
 
     from pose import detect_image, extract_poses, read_image
 
-    dance = extract_poses(data_dir / "dance.mp4", backend="mediapipe", hands=False, face=False, max_frames=12)
+    dance = extract_poses(media_dir / "hero_dance.mp4", backend="mediapipe", hands=False, face=False, max_frames=12)
     astronaut = detect_image(skimage.data.astronaut(), "mediapipe", hands=False, face=False)
     warnings = align_poses(dance, astronaut, "global")[1]
     assert any(warning.startswith("The character image shows no legs (a half-length picture?)") for warning in warnings)

@@ -19,19 +19,19 @@ def _ffmpeg(*args: str) -> None:
 
 
 @pytest.fixture(scope="module")
-def clip(data_dir, tmp_path_factory):
+def clip(media_dir, tmp_path_factory):
     path = tmp_path_factory.mktemp("cli") / "dance_1s.mp4"
-    _ffmpeg("-i", str(data_dir / "dance.mp4"), "-t", "1", "-c", "copy", str(path))
+    _ffmpeg("-i", str(media_dir / "hero_dance.mp4"), "-t", "1", "-c", "copy", str(path))
     return path
 
 
-def test_extract_with_alignment_writes_video_json_and_preview(clip, data_dir, tmp_path):
+def test_extract_with_alignment_writes_video_json_and_preview(clip, media_dir, tmp_path):
     output = tmp_path / "out" / "dance_kps.mp4"
-    assert main(["extract", str(clip), "-o", str(output), "--align", str(data_dir / "ref_girl.png"), *FAST]) == 0
+    assert main(["extract", str(clip), "-o", str(output), "--align", str(media_dir / "ref_hero.png"), *FAST]) == 0
 
     source_frames = sum(1 for _ in read_frames(clip, max_side=64))
     sequence = PoseSequence.load(output.with_suffix(".json"))
-    character = Image.open(data_dir / "ref_girl.png")
+    character = Image.open(media_dir / "ref_hero.png")
     assert (sequence.width, sequence.height) == character.size  # aligned: in the character's frame
     assert len(sequence) == source_frames and sequence.fps == 24.0
     info = probe_video(output)

@@ -48,10 +48,10 @@ def test_photo_without_a_person_gives_an_empty_frame(mediapipe):
     assert frame.people == [] and (frame.width, frame.height) == (600, 400)
 
 
-def test_hands_are_ordered_left_then_right_of_the_person(mediapipe, data_dir):
+def test_hands_are_ordered_left_then_right_of_the_person(mediapipe, media_dir):
     from PIL import Image
 
-    image = np.asarray(Image.open(data_dir / "ref_woman.jpg").convert("RGB"))
+    image = np.asarray(Image.open(media_dir / "ref_hero.png").convert("RGB"))
     person = mediapipe.detect(image).people[0]
     for side, wrist in ((LEFT_HAND, 7), (RIGHT_HAND, 4)):
         if person.hands[side, 0, 2] > 0:

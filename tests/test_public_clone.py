@@ -1,5 +1,5 @@
-"""A public clone has no ../shared: the suite must still collect, and the fixture tests must run, from what the
-repository holds (tests/data). Clones the committed HEAD into a folder with nothing beside it."""
+"""A public clone has no ../shared: the suite must collect, and the tests of the fixtures and of real media must run,
+from what the repository holds (tests/data). Clones the committed HEAD into a folder with nothing beside it."""
 
 import subprocess
 import sys
@@ -7,7 +7,7 @@ import sys
 from conftest import ROOT
 
 
-def test_a_clone_without_shared_collects_the_suite_and_runs_the_fixture_tests(tmp_path):
+def test_a_clone_without_shared_collects_the_suite_and_runs_the_fixture_and_media_tests(tmp_path):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", "--no-hardlinks", str(ROOT), str(clone)], check=True)
     assert not (clone.parent / "shared").exists()
@@ -20,7 +20,13 @@ def test_a_clone_without_shared_collects_the_suite_and_runs_the_fixture_tests(tm
     assert collected.returncode == 0, collected.stdout[-3000:] + collected.stderr[-3000:]
     assert "error" not in collected.stdout.splitlines()[-1]
 
-    fixtures = pytest("-rs", "tests/test_moore_fixture.py", "tests/test_checkpoints.py", "tests/test_pose_draw.py")
+    for test in sorted((clone / "tests").glob("*.py")):
+        if test.name == "test_public_clone.py":
+            continue
+        assert "shared/" not in test.read_text(), f"{test.name} reads from ../shared, which a public clone lacks"
+    media = "tests/test_pose_video.py::test_reading_from_a_start_frame_gives_exactly_those_frames"
+    fixture_tests = [f"tests/test_{name}.py" for name in ("moore_fixture", "checkpoints", "pose_draw")]
+    fixtures = pytest("-rs", *fixture_tests, media)
     assert fixtures.returncode == 0, fixtures.stdout[-3000:]
     summary = fixtures.stdout.splitlines()[-1]
     assert "passed" in summary and "skipped" not in summary, summary
