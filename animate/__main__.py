@@ -1,4 +1,5 @@
-"""Command line: `python -m animate generate --image CHARACTER --video DRIVING -o OUT.mp4 [options]`.
+"""Command line: `python -m animate generate --image CHARACTER --video DRIVING -o OUT.mp4 [options]`, and
+`[accelerate launch] -m animate batch JOBS.jsonl` for many jobs at once (animate/batch.py).
 
 The driving video may be a raw video (poses are extracted and fitted to the character) or an already-extracted
 skeleton video; `--pose-video` gives a skeleton video separately, `--video` then only supplies fps and audio.
@@ -12,7 +13,10 @@ import sys
 import time
 from pathlib import Path
 
+import torch
+
 import pose
+from animate.batch import BATCH_HELP, run_batch
 from animate.checkpoints import CheckpointError
 from animate.device import select_device, select_dtype
 from animate.generate import (
@@ -26,6 +30,15 @@ from animate.generate import (
     unusual_settings,
 )
 from animate.inputs import check_number
+from animate.memory import (
+    MEMORY_MODES,
+    apply_memory_mode,
+    choose_memory_mode,
+    describe_device,
+    is_large,
+    out_of_memory_message,
+    weight_sizes,
+)
 from animate.weights import WEIGHTS_DIR, ModelEntry, list_models
 
 
@@ -37,8 +50,6 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--video", type=Path, help="driving video: raw, or an extracted skeleton video")
     generate.add_argument("--pose-video", type=Path, help="an extracted skeleton video (then --video gives the audio)")
     generate.add_argument("-o", "--output", type=Path, required=True, help="the mp4 to write (+ a .json sidecar)")
-    generate.add_argument("--model", help="a weights folder or a model name from the list (default: the best found)")
-    generate.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where downloaded weights live")
     generate.add_argument("--steps", type=int, help="denoising steps (default: the model's)")
     generate.add_argument("--guidance", type=float, help="classifier-free guidance scale (default: the model's)")
     generate.add_argument("--frames", type=int, help="generate at most this many frames (default: the whole clip)")
@@ -54,19 +65,37 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--no-face", action="store_true", help="leave the face out of the skeleton")
     # The built-in model was trained on body-only skeletons, so its defaults leave hands and face out.
     generate.add_argument("--side-by-side", action="store_true", help="write character | skeleton | result")
-    generate.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
-    generate.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
-    generate.add_argument("--offload", action="store_true", help="keep models on the CPU until used (small GPUs)")
+    batch = commands.add_parser(
+        "batch",
+        help="the jobs of a JSON-lines file, split across processes and GPUs by `accelerate launch -m animate batch`",
+        description=BATCH_HELP,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    batch.add_argument("jobs", type=Path, help="a .jsonl file: one job per line (see above)")
+    for command in (generate, batch):
+        command.add_argument("--model", help="a weights folder or a model name from the list (default: the best found)")
+        command.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where downloaded weights live")
+        command.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:1, mps")
+        command.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+        command.add_argument(
+            "--memory-mode", default="auto", choices=["auto", *MEMORY_MODES], help="GPU memory mode (animate/memory.py)"
+        )
+        command.add_argument("--offload", action="store_true", help="the same as --memory-mode model-offload")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s: %(message)s")
+    if args.command == "batch":
+        return run_batch(args, generate, _generate)
     try:
-        return _generate(args)
+        _generate(args, {}, progress=_progress_printer())
+        return 0
     except (ValueError, FileNotFoundError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def _generate(args: argparse.Namespace) -> int:
+def _generate(args: argparse.Namespace, loaded: dict, progress=None, device: torch.device | None = None):
+    """One job: checks every value, loads the model (or takes it from `loaded`, shared by a batch's jobs), writes
+    the mp4 and its settings; returns the GenerationResult."""
     if args.video is None and args.pose_video is None:
         raise ValueError("Give a driving video with --video (raw or skeleton) or --pose-video.")
     model = _find_model(args.model, args.weights_dir)
@@ -96,20 +125,62 @@ def _generate(args: argparse.Namespace) -> int:
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1; got {args.frames}.")
     model_name = model.name if isinstance(model, ModelEntry) else Path(model).name
+    say = print if progress is not None else lambda *_, **__: None
     for warning in unusual_settings(model_name, defaults, settings.steps, settings.guidance):
-        print(f"warning: {warning}")
+        say(f"warning: {warning}")
     character = pose.read_image(args.image)
     width, height = output_size(character.shape[1], character.shape[0], settings.short_side)
 
-    device = select_device(args.device)
-    dtype = select_dtype(device, args.precision)
-    print(f"Model: {model} on {device} ({str(dtype).removeprefix('torch.')})")
-    pipeline, model_files = load_model(model, device if not args.offload else "cpu", dtype)
-    if args.offload:
-        pipeline.enable_model_cpu_offload(device=device)
-
+    device = device or select_device(args.device)
+    folder = Path(model.path if isinstance(model, ModelEntry) else model)
+    dtype = select_dtype(device, args.precision, large_model=is_large(folder))
+    requested = "model-offload" if args.offload else args.memory_mode
+    key = (str(folder), str(device), str(dtype), requested)
+    if key not in loaded:
+        loaded.clear()  # one model in memory at a time
+        pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
+        loaded[key] = pipeline, model_files, weight_sizes(pipeline), None
+    pipeline, model_files, sizes, placed = loaded[key]
+    fit = choose_memory_mode(
+        requested, sizes, device, settings.context_frames, width, height, dtype, settings.guidance > 1
+    )
+    if placed is None:  # a batch keeps the first job's mode for the model's later jobs
+        pipeline = apply_memory_mode(pipeline, fit.mode, device)
+        loaded[key] = pipeline, model_files, sizes, fit.mode
+    mode = loaded[key][3]
+    say(f"Model: {model} on {describe_device(device)} ({str(dtype).removeprefix('torch.')}, memory mode {mode})")
+    if fit.warning:
+        say(f"warning: {fit.warning}")
     pipeline.set_progress_bar_config(disable=True)  # one progress line per stage instead
     started = time.monotonic()
+    skeletons = prepare_skeletons(
+        character, args.pose_video or args.video, width, height, settings, progress, weights_dir=args.weights_dir
+    )
+    try:
+        result = generate_video(
+            pipeline,
+            character,
+            skeletons,
+            args.output,
+            settings,
+            driving_video=args.video or args.pose_video,
+            model_name=model_name,
+            model_files=model_files,
+            progress=progress,
+        )
+    except torch.cuda.OutOfMemoryError as error:
+        torch.cuda.empty_cache()
+        raise ValueError(out_of_memory_message(mode, settings.context_frames, width, height)) from error
+    for warning in result.warnings:
+        say(f"\nwarning: {warning}", end="")
+    say(
+        f"\nWrote {result.path} ({result.frames} frames, {width}x{height}, {result.fps:g} fps, seed {result.seed}) "
+        f"in {time.monotonic() - started:.1f} s; settings in {result.path.with_suffix('.json')}"
+    )
+    return result
+
+
+def _progress_printer():
     shown = {"stage": "", "time": 0.0}
 
     def progress(fraction: float, message: str) -> None:
@@ -119,27 +190,7 @@ def _generate(args: argparse.Namespace) -> int:
         print(("\n" if shown["stage"] and stage != shown["stage"] else "\r") + f"{message:<72}", end="", flush=True)
         shown.update(stage=stage, time=now)
 
-    skeletons = prepare_skeletons(
-        character, args.pose_video or args.video, width, height, settings, progress, weights_dir=args.weights_dir
-    )
-    result = generate_video(
-        pipeline,
-        character,
-        skeletons,
-        args.output,
-        settings,
-        driving_video=args.video or args.pose_video,
-        model_name=model_name,
-        model_files=model_files,
-        progress=progress,
-    )
-    for warning in result.warnings:
-        print(f"\nwarning: {warning}", end="")
-    print(
-        f"\nWrote {result.path} ({result.frames} frames, {width}x{height}, {result.fps:g} fps, seed {result.seed}) "
-        f"in {time.monotonic() - started:.1f} s; settings in {result.path.with_suffix('.json')}"
-    )
-    return 0
+    return progress
 
 
 def _find_model(name: str | None, weights_dir: Path):

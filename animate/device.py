@@ -5,6 +5,8 @@ Library code never names a device itself; it takes the `torch.device` and `torch
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
 PRECISIONS = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -41,13 +43,17 @@ def select_device(name: str = "auto") -> torch.device:
     return device
 
 
-def select_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
-    """`"auto"` is fp16 on CUDA and fp32 everywhere else; "fp32", "fp16" and "bf16" are taken as asked when the
-    device can run them."""
+def select_dtype(device: torch.device, precision: str = "auto", large_model: bool = False) -> torch.dtype:
+    """`"auto"` is fp16 on CUDA; on a CPU that computes bf16 natively, bf16 for a `large_model` (SD 1.5-sized);
+    fp32 everywhere else. "fp32", "fp16" and "bf16" are taken as asked when the device can run them."""
     if precision == "auto":
-        # Half precision halves memory and is what the released weights are usually run in on a GPU. On the CPU it
-        # is slow or unsupported, and on MPS some attention kernels still misbehave in it, so they get fp32.
-        return torch.float16 if device.type == "cuda" else torch.float32
+        # Half precision halves memory and is what the released weights are usually run in on a GPU. On MPS some
+        # attention kernels still misbehave in it. On a CPU with AMX or AVX-512 BF16, a full-size denoising step
+        # took 2.2 s in bf16 against 6.9 s in fp32 (2 cores, 256x384, 2 frames); the built-in model stays in fp32,
+        # which its quality was measured in, at 0.2 s a window either way.
+        if device.type == "cuda":
+            return torch.float16
+        return torch.bfloat16 if device.type == "cpu" and large_model and cpu_has_fast_bf16() else torch.float32
     if precision not in PRECISIONS:
         raise ValueError(f"Unknown precision {precision!r}. Use auto, {', '.join(PRECISIONS)}.")
     if precision == "fp16" and device.type == "cpu":
@@ -61,3 +67,12 @@ def select_dtype(device: torch.device, precision: str = "auto") -> torch.dtype:
         name = torch.cuda.get_device_name(device)
         raise ValueError(f"{name} has no native bf16 support (it needs an Ampere or newer GPU). Use fp16 or fp32.")
     return PRECISIONS[precision]
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU computes in bf16 natively (Intel AMX or AVX-512 BF16), as Linux reports it."""
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError:
+        return False
+    return " amx_bf16" in flags or " avx512_bf16" in flags

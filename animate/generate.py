@@ -30,6 +30,7 @@ from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteS
 import pose
 from animate.checkpoints import RELEASED_FILES, CheckpointError, load_released_pipeline
 from animate.export import export_video, generation_settings, side_by_side
+from animate.memory import apply_memory_mode
 from animate.pipeline import AnimateAnyonePipeline, to_uint8
 from animate.unet import motion_max_frames
 from animate.weights import WEIGHTS_DIR, ModelEntry
@@ -339,9 +340,10 @@ def unusual_settings(model_name: str, defaults: dict, steps: int, guidance: floa
 
 
 def load_model(
-    model: ModelEntry | str | os.PathLike, device: torch.device, dtype: torch.dtype
+    model: ModelEntry | str | os.PathLike, device: torch.device, dtype: torch.dtype, memory_mode: str = "none"
 ) -> tuple[AnimateAnyonePipeline, list[Path]]:
-    """A pipeline on `device` in `dtype` and the files its weights came from (for the settings record).
+    """A pipeline on `device` in `dtype` and `memory_mode` (animate.memory), and the files its weights came from (for
+    the settings record).
 
     `model` is a `list_models` entry or a folder: a saved pipeline (model_index.json) or released weights.
     """
@@ -368,7 +370,7 @@ def load_model(
         pipeline = load_released_pipeline(weights_dir, profile, torch_dtype=dtype)
         files = [folder / name for name in RELEASED_FILES]
     pipeline.set_progress_bar_config(leave=False)
-    return pipeline.to(device), files
+    return apply_memory_mode(pipeline, memory_mode, device), files
 
 
 def _report(progress: Progress | None, fraction: float, message: str) -> None:

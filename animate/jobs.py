@@ -41,6 +41,7 @@ from animate.generate import (
     load_model,
     prepare_skeletons,
 )
+from animate.memory import Fit, apply_memory_mode, weight_sizes
 from animate.pipeline import AnimateAnyonePipeline
 from animate.weights import ModelEntry
 
@@ -380,26 +381,47 @@ def write_preview(
 
 class LoadedModel:
     """The one pipeline kept in memory: loading takes seconds (the released weights: tens of seconds), so it stays
-    loaded between jobs and is replaced when another model, device or precision is asked for, or its files change."""
+    loaded between jobs and is replaced when another model, device, precision or memory mode is asked for, or its
+    files change. The memory mode is chosen per job (`choose`), from the loaded models' sizes, before the models are
+    placed on the device."""
 
     def __init__(self):
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._loaded: tuple[AnimateAnyonePipeline, list[Path]] | None = None
+        self._loaded: tuple[AnimateAnyonePipeline, list[Path], dict[str, int], str | None] | None = None
 
     def get(
-        self, model: ModelEntry, device: torch.device, dtype: torch.dtype
-    ) -> tuple[AnimateAnyonePipeline, list[Path]]:
+        self,
+        model: ModelEntry,
+        device: torch.device,
+        dtype: torch.dtype,
+        choose: Callable[[dict[str, int]], Fit] | None = None,
+    ) -> tuple[AnimateAnyonePipeline, list[Path], Fit | None]:
+        """The pipeline, its weight files, and the memory mode it runs in (None: all on the device, unchosen)."""
         marker = model.path / "model_index.json"
         files = [marker] if marker.is_file() else sorted(model.path.glob("*.pth"))
         stamp = tuple((file.name, file.stat().st_mtime_ns) for file in files)
         key = (str(model.path), model.kind, stamp, str(device), str(dtype))
         with self._lock:
             if key != self._key:
-                self._loaded = self._key = None
-                if device.type == "cuda":
-                    torch.cuda.empty_cache()  # free the previous model before loading the next
-                pipeline, model_files = load_model(model, device, dtype)
+                self._free()
+                pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
+                self._key, self._loaded = key, (pipeline, model_files, weight_sizes(pipeline), None)
+            pipeline, model_files, sizes, placed = self._loaded
+            fit = choose(sizes) if choose is not None else None
+            mode = fit.mode if fit is not None else "none"
+            if placed not in (None, mode):  # offloading hooks are not undone: the models are loaded afresh
+                pipeline = None
+                self._free()
+                pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
+            if placed != mode:
+                pipeline = apply_memory_mode(pipeline, mode, device)
                 pipeline.set_progress_bar_config(disable=True)  # the app reports progress itself
-                self._key, self._loaded = key, (pipeline, model_files)
-            return self._loaded
+                self._key, self._loaded = key, (pipeline, model_files, sizes, mode)
+            return pipeline, model_files, fit
+
+    def _free(self) -> None:
+        """Drops the loaded pipeline and gives its GPU memory back before the next is loaded."""
+        self._loaded = self._key = None
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()

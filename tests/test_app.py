@@ -433,3 +433,28 @@ def test_training_tab_builds_a_dataset_trains_stops_and_exports_a_model(client, 
     description = client.predict("trained/mine", api_name="/select_model")[0]
     assert description.startswith("Trained in this app")
     assert any(row.get("loss") for row in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()))
+
+
+def test_a_gpu_out_of_memory_error_becomes_a_sentence_and_keeps_earlier_results(client, media, monkeypatch):
+    """The error is faked (there is no GPU here): it reaches the user as what to lower, and the earlier result of the
+    same browser is still there to download."""
+    import torch
+
+    import ui.animate_tab
+
+    hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
+    earlier = client.predict(hero, dance, steps=1, resolution=64, clip_length=2, clip_unit="frames", seed=1,
+                             api_name="/animate")[0]  # fmt: skip
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
+
+    monkeypatch.setattr(ui.animate_tab, "generate_video", out_of_memory)
+    with pytest.raises(AppError) as error:
+        client.predict(hero, dance, steps=1, resolution=64, clip_length=2, clip_unit="frames", window_size=8,
+                       memory_mode="none", api_name="/animate")  # fmt: skip
+    assert str(error.value.message).startswith(
+        "The GPU ran out of memory. Lower the window (now 8 frames; Advanced), the output size (now 64×96), or "
+        "choose memory mode model-offload (now none; Advanced)."
+    )
+    assert Path(earlier).is_file()

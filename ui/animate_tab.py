@@ -13,6 +13,7 @@ import time
 from dataclasses import asdict
 
 import gradio as gr
+import torch
 
 import pose
 from animate.checkpoints import CheckpointError
@@ -29,6 +30,7 @@ from animate.generate import (
 )
 from animate.inputs import NUMBERS, check_choice, check_flag, check_number
 from animate.jobs import clip_frames, new_job_id, result_name, write_preview
+from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, is_large, out_of_memory_message
 from animate.weights import list_models
 from ui.common import (
     LIMITS,
@@ -209,11 +211,11 @@ def select_model(model: str | None):
     entry = find_model(model)
     defaults = preferred_settings(entry)
     device = select_device()
-    dtype = str(select_dtype(device)).removeprefix("torch.")
+    dtype = str(select_dtype(device, large_model=is_large(entry.path))).removeprefix("torch.")
     steps = f"{defaults['steps']} step{'' if defaults['steps'] == 1 else 's'}"
     text = (
-        f"{entry.description}. Runs on **{device.type}** ({dtype}). Its defaults: {steps}, "
-        f"guidance {defaults['guidance']}, short side {defaults['short_side']} px."
+        f"{entry.description}. Runs on **{describe_device(device)}** (auto precision: {dtype}). Its defaults: "
+        f"{steps}, guidance {defaults['guidance']}, short side {defaults['short_side']} px."
     )
     return text, *[defaults[name] for name in PREFERRED]
 
@@ -314,6 +316,7 @@ def animate(
     window_overlap: float = 4,
     scheduler: str = "ddim",
     precision: str = "auto",
+    memory_mode: str = "auto",
     job_id: str | None = None,
     request: gr.Request = None,
     progress=PROGRESS,
@@ -333,6 +336,7 @@ def animate(
         "scheduler": check_choice("Scheduler", scheduler, SCHEDULERS),
     }
     precision = check_choice("Precision", precision, ["auto", *PRECISIONS])
+    memory_mode = check_choice("Memory mode", memory_mode, ["auto", *MEMORY_MODES])
     if job_id is not None and not isinstance(job_id, str):
         raise UserError("job_id is the value /check_animate returns; leave it out otherwise.")
     image, driving_video, info = load_inputs(character, driving_video)
@@ -350,8 +354,8 @@ def animate(
         jobs.wait_for_gpu(job, report)
         try:
             output = job.folder / result_name(path_of(character), driving_video, settings.seed)
-            result = generate_on_gpu(
-                job.id, image, skeletons, settings, entry, precision, driving_video, output, progress
+            result, fit = generate_on_gpu(
+                job.id, image, skeletons, settings, entry, precision, memory_mode, driving_video, output, progress
             )
         finally:
             jobs.gpu.release()
@@ -361,25 +365,33 @@ def animate(
         jobs.finish(job)
     summary = (
         f"**Done in {time.monotonic() - started:.0f} s**: {result.frames} frames at {result.fps:g} fps, "
-        f"{width}×{height}, seed {result.seed}, model {entry.name}."
+        f"{width}×{height}, seed {result.seed}, model {entry.name}"
     )
+    summary += f", {fit.describe()}." if fit and fit.free is not None else "."
     if reused:
         summary += " The poses from the preview were reused."
-    notes = [note, *unusual, *result.warnings]
+    notes = [note, *unusual, fit.warning if fit else "", *result.warnings]
     lines = [summary, *[f"- {warning}" for warning in filter(None, notes)]]
     return str(result.path), str(result.path.with_suffix(".json")), str(result.seed), "\n".join(lines)
 
 
 @on_gpu
-def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, driving_video, output, progress):
-    """The part that needs the GPU: the model (kept loaded between jobs) and the denoising."""
+def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, memory_mode, driving_video, output, progress):
+    """The part that needs the GPU: the model (kept loaded between jobs, placed in the memory mode that fits this
+    job) and the denoising. Returns the result and the memory mode's `Fit`."""
     job = jobs.get(job_id)  # None in a ZeroGPU worker process, which cannot be cancelled from here
     report = progress_callback(progress)
     device = select_device()
-    dtype = select_dtype(device, precision)
+    dtype = select_dtype(device, precision, large_model=is_large(entry.path))
+    height, width = skeletons.frames[0].shape[:2]
+
+    def choose(sizes: dict[str, int]):
+        guided = settings.guidance > 1
+        return choose_memory_mode(memory_mode, sizes, device, settings.context_frames, width, height, dtype, guided)
+
     report(0, f"Loading {entry.name} on {device.type}")
     try:
-        pipeline, files = loaded_model.get(entry, device, dtype)
+        pipeline, files, fit = loaded_model.get(entry, device, dtype, choose)
     except CheckpointError as error:  # a saved pipeline's message says how to repair it; released weights download
         hint = " Download it again in the Models tab." if entry.kind in ("released", "musepose") else ""
         raise ValueError(f"The model {entry.name} could not be loaded. {error}{hint}") from error
@@ -388,18 +400,23 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, drivin
             f"The model {entry.name} could not be loaded: {error} Download it again in the Models tab, "
             "or export it again from its training run."
         ) from error
-    return generate_video(
-        pipeline,
-        image,
-        skeletons,
-        output,
-        settings,
-        driving_video=driving_video,
-        model_name=entry.name,
-        model_files=files,
-        progress=report,
-        cancel=job.cancel if job else None,
-    )
+    try:
+        result = generate_video(
+            pipeline,
+            image,
+            skeletons,
+            output,
+            settings,
+            driving_video=driving_video,
+            model_name=entry.name,
+            model_files=files,
+            progress=report,
+            cancel=job.cancel if job else None,
+        )
+    except torch.cuda.OutOfMemoryError as error:  # nothing was written: export_video writes its file at the end
+        torch.cuda.empty_cache()
+        raise ValueError(out_of_memory_message(fit.mode, settings.context_frames, width, height)) from error
+    return result, fit
 
 
 def cancel(request: gr.Request = None) -> str:
@@ -497,7 +514,15 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                         ["auto", *PRECISIONS],
                         value="auto",
                         label="Precision",
-                        info="auto: fp16 on a GPU, fp32 on the CPU",
+                        info="auto: fp16 on a GPU; on a CPU, bf16 for SD 1.5-sized models where it computes bf16 "
+                        "natively (3x faster), else fp32",
+                    )
+                    memory_mode = gr.Radio(
+                        ["auto", *MEMORY_MODES],
+                        value="auto",
+                        label="Memory mode (GPU)",
+                        info="auto: the fastest that fits the free GPU memory; model-offload and lowest keep models "
+                        "in RAM and move them to the GPU as they run",
                     )
             with gr.Row():
                 animate_button = gr.Button("Animate", variant="primary", scale=3, elem_id="animate")
@@ -578,6 +603,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         window_overlap,
         scheduler,
         precision,
+        memory_mode,
     ]
     animate_inputs = [character, driving_video, model, pose_backend, alignment, hands, face, *generation, job_id]
     checked = animate_button.click(
