@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
 import sys
 import tempfile
 import time
@@ -431,7 +431,7 @@ def main(argv: list[str] | None = None) -> int:
 
     report = {
         "date": time.strftime("%Y-%m-%d"),
-        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({platform.processor()})",
+        "device": torch.cuda.get_device_name() if device.type == "cuda" else f"CPU ({os.cpu_count()} cores)",
         "versions": {
             "torch": torch.__version__,
             "diffusers": diffusers.__version__,
