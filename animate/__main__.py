@@ -23,22 +23,14 @@ from animate.generate import (
     SCHEDULERS,
     GenerationSettings,
     generate_video,
-    load_model,
     model_defaults,
     output_size,
     prepare_skeletons,
     unusual_settings,
 )
 from animate.inputs import check_number
-from animate.memory import (
-    MEMORY_MODES,
-    apply_memory_mode,
-    choose_memory_mode,
-    describe_device,
-    is_large,
-    out_of_memory_message,
-    weight_sizes,
-)
+from animate.jobs import LoadedModel
+from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, is_large, out_of_memory_message
 from animate.weights import WEIGHTS_DIR, ModelEntry, list_models
 
 
@@ -86,14 +78,14 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "batch":
         return run_batch(args, generate, _generate)
     try:
-        _generate(args, {}, progress=_progress_printer())
+        _generate(args, LoadedModel(), progress=_progress_printer())
         return 0
     except (ValueError, FileNotFoundError, CheckpointError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
 
 
-def _generate(args: argparse.Namespace, loaded: dict, progress=None, device: torch.device | None = None):
+def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, device: torch.device | None = None):
     """One job: checks every value, loads the model (or takes it from `loaded`, shared by a batch's jobs), writes
     the mp4 and its settings; returns the GenerationResult."""
     if args.video is None and args.pose_video is None:
@@ -135,20 +127,13 @@ def _generate(args: argparse.Namespace, loaded: dict, progress=None, device: tor
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     dtype = select_dtype(device, args.precision, large_model=is_large(folder))
     requested = "model-offload" if args.offload else args.memory_mode
-    key = (str(folder), str(device), str(dtype), requested)
-    if key not in loaded:
-        loaded.clear()  # one model in memory at a time
-        pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
-        loaded[key] = pipeline, model_files, weight_sizes(pipeline), None
-    pipeline, model_files, sizes, placed = loaded[key]
-    fit = choose_memory_mode(
-        requested, sizes, device, settings.context_frames, width, height, dtype, settings.guidance > 1
-    )
-    if placed is None:  # a batch keeps the first job's mode for the model's later jobs
-        pipeline = apply_memory_mode(pipeline, fit.mode, device)
-        loaded[key] = pipeline, model_files, sizes, fit.mode
-    mode = loaded[key][3]
-    say(f"Model: {model} on {describe_device(device)} ({str(dtype).removeprefix('torch.')}, memory mode {mode})")
+
+    def choose(sizes: dict[str, int]):
+        guided = settings.guidance > 1
+        return choose_memory_mode(requested, sizes, device, settings.context_frames, width, height, dtype, guided)
+
+    pipeline, model_files, fit = loaded.get(model, device, dtype, choose)
+    say(f"Model: {model} on {describe_device(device)} ({str(dtype).removeprefix('torch.')}, memory mode {fit.mode})")
     if fit.warning:
         say(f"warning: {fit.warning}")
     pipeline.set_progress_bar_config(disable=True)  # one progress line per stage instead
@@ -170,7 +155,7 @@ def _generate(args: argparse.Namespace, loaded: dict, progress=None, device: tor
         )
     except torch.cuda.OutOfMemoryError as error:
         torch.cuda.empty_cache()
-        raise ValueError(out_of_memory_message(mode, settings.context_frames, width, height)) from error
+        raise ValueError(out_of_memory_message(fit.mode, settings.context_frames, width, height)) from error
     for warning in result.warnings:
         say(f"\nwarning: {warning}", end="")
     say(

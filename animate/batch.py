@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+from animate.jobs import LoadedModel
+
 BATCH_HELP = """\
 Runs the generation jobs of a JSON-lines file, one job per line, split across the processes that `accelerate launch`
 starts (one per GPU), or that torchrun starts on CPUs (`ACCELERATE_USE_CPU=true torchrun --nproc_per_node=2 -m animate
@@ -80,7 +82,7 @@ def run_batch(args: argparse.Namespace, job_parser: argparse.ArgumentParser, run
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
     device = state.device if args.device == "auto" else None
     jobs = read_jobs(args.jobs)
-    loaded: dict = {}  # the model, loaded once per process
+    loaded = LoadedModel()  # the model, loaded once per process
     rows = []
     for job in jobs[state.process_index :: state.num_processes]:
         output = Path(job["output"])

@@ -392,16 +392,18 @@ class LoadedModel:
 
     def get(
         self,
-        model: ModelEntry,
+        model: ModelEntry | Path,
         device: torch.device,
         dtype: torch.dtype,
         choose: Callable[[dict[str, int]], Fit] | None = None,
     ) -> tuple[AnimateAnyonePipeline, list[Path], Fit | None]:
-        """The pipeline, its weight files, and the memory mode it runs in (None: all on the device, unchosen)."""
-        marker = model.path / "model_index.json"
-        files = [marker] if marker.is_file() else sorted(model.path.glob("*.pth"))
+        """The pipeline of a `list_models` entry or a model folder, its weight files, and the memory mode it runs in
+        (None: all on the device, unchosen)."""
+        folder = model.path if isinstance(model, ModelEntry) else Path(model)
+        marker = folder / "model_index.json"
+        files = [marker] if marker.is_file() else sorted(folder.glob("*.pth"))
         stamp = tuple((file.name, file.stat().st_mtime_ns) for file in files)
-        key = (str(model.path), model.kind, stamp, str(device), str(dtype))
+        key = (str(folder), getattr(model, "kind", "folder"), stamp, str(device), str(dtype))
         with self._lock:
             if key != self._key:
                 self._free()

@@ -191,12 +191,7 @@ class AnimateAnyonePipeline(DiffusionPipeline):
         # 2. Reference: CLIP embedding (cross-attention context) and ReferenceNet features, once. The processors are
         # bound again first: another pipeline sharing these UNets (say, one with the same ReferenceNet and a 2D UNet)
         # may have bound them to its own feature store since.
-        install_reference_attention(self.reference_unet, self.denoising_unet, self.reference_features)
-        image_embeds = self.encode_reference_image(reference_image, clip_resize)  # (1, 1, dim)
-        context = torch.cat([torch.zeros_like(image_embeds), image_embeds]) if do_guidance else image_embeds
-        reference_latents = self.encode_reference_latents(reference_image, height, width)
-        self.reference_unet(reference_latents, 0, encoder_hidden_states=image_embeds)
-        self.reference_features.reading = torch.tensor([False, True] if do_guidance else [True], device=device)
+        context = self.prepare_reference(reference_image, height, width, clip_resize, do_guidance)
 
         # 3. Timesteps and initial noise (kept in float32 whatever the models' precision)
         self.scheduler.set_timesteps(num_inference_steps, device=device)
@@ -255,6 +250,20 @@ class AnimateAnyonePipeline(DiffusionPipeline):
             frames = [PIL.Image.fromarray(frame) for frame in to_uint8(video)]
         self.maybe_free_model_hooks()
         return AnimateAnyonePipelineOutput(frames=frames, latents=latents)
+
+    def prepare_reference(
+        self, image: PIL.Image.Image, height: int, width: int, clip_resize: str, do_guidance: bool
+    ) -> torch.Tensor:
+        """Runs ReferenceNet on the reference (once per job) so that the denoising UNet's self-attention reads its
+        features, and returns the cross-attention context: the CLIP embedding, after a zero one for the
+        unconditional branch with guidance, (1 or 2, 1, dim). `reference_features` holds the features until cleared."""
+        install_reference_attention(self.reference_unet, self.denoising_unet, self.reference_features)
+        image_embeds = self.encode_reference_image(image, clip_resize)  # (1, 1, dim)
+        reference_latents = self.encode_reference_latents(image, height, width)
+        self.reference_unet(reference_latents, 0, encoder_hidden_states=image_embeds)
+        reading = [False, True] if do_guidance else [True]
+        self.reference_features.reading = torch.tensor(reading, device=self._execution_device)
+        return torch.cat([torch.zeros_like(image_embeds), image_embeds]) if do_guidance else image_embeds
 
     def encode_reference_image(self, image: PIL.Image.Image | list[PIL.Image.Image], clip_resize: str) -> torch.Tensor:
         """CLIP image embedding as a one-token context, (1, 1, projection_dim); (n, 1, projection_dim) for a list of

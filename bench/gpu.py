@@ -48,7 +48,6 @@ from animate.architecture import build_pipeline  # noqa: E402
 from animate.checkpoints import load_released_pipeline, save_released_format  # noqa: E402
 from animate.memory import apply_memory_mode  # noqa: E402
 from animate.pipeline import AnimateAnyonePipeline  # noqa: E402
-from animate.reference_attention import install_reference_attention  # noqa: E402
 from animate.unet import denoise  # noqa: E402
 from animate.windows import context_windows  # noqa: E402
 
@@ -137,25 +136,22 @@ def unet_call(pipeline: AnimateAnyonePipeline, reference: np.ndarray, poses: lis
     """One guided call of the denoising UNet at timestep 500 on fixed noise, with the reference's features, as the
     pipeline makes it (float32 on the CPU)."""
     height, width = reference.shape[:2]
-    device = pipeline._execution_device
-    image = PIL.Image.fromarray(reference)
     with torch.no_grad():
-        install_reference_attention(pipeline.reference_unet, pipeline.denoising_unet, pipeline.reference_features)
-        embeds = pipeline.encode_reference_image(image, "squash")
-        pipeline.reference_unet(
-            pipeline.encode_reference_latents(image, height, width), 0, encoder_hidden_states=embeds
-        )
-        pipeline.reference_features.reading = torch.tensor([False, True], device=device)
-        channels, factor = pipeline.vae.config.latent_channels, pipeline.vae_scale_factor
-        shape = (2, channels, len(poses), height // factor, width // factor)
-        latents = torch.randn(shape, generator=torch.Generator().manual_seed(1)).to(
-            device, pipeline.denoising_unet.dtype
-        )
-        pose_features = pipeline.encode_poses(poses, list(range(len(poses))), height, width).repeat(2, 1, 1, 1)
-        context = torch.cat([torch.zeros_like(embeds), embeds])
-        output = denoise(pipeline.denoising_unet, latents, torch.tensor(500, device=device), context, pose_features)
+        context = pipeline.prepare_reference(PIL.Image.fromarray(reference), height, width, "squash", True)
+        output = guided_step(pipeline, context, poses, height, width)
         pipeline.reference_features.clear()
     return output.float().cpu()
+
+
+def guided_step(pipeline: AnimateAnyonePipeline, context: torch.Tensor, poses, height: int, width: int):
+    """The Pose Guider and the denoising UNet on both guidance branches of one window, on fixed noise."""
+    device = pipeline._execution_device
+    channels, factor = pipeline.vae.config.latent_channels, pipeline.vae_scale_factor
+    shape = (2, channels, len(poses), height // factor, width // factor)
+    latents = torch.randn(shape, generator=torch.Generator().manual_seed(1))
+    latents = latents.to(device, pipeline.denoising_unet.dtype)
+    pose_features = pipeline.encode_poses(poses, list(range(len(poses))), height, width).repeat(2, 1, 1, 1)
+    return denoise(pipeline.denoising_unet, latents, torch.tensor(500, device=device), context, pose_features)
 
 
 class AttentionWatch:
@@ -272,17 +268,12 @@ def step_flops(pipeline: AnimateAnyonePipeline, frames: int, width: int, height:
     """FLOPs of one guided denoising step over one window: the Pose Guider and the UNet on both branches."""
     reference, poses = inputs(frames, width, height)
     counter = FlopCounterMode(display=False)
-    with counter:
-        unet_call(pipeline, reference, poses)
-    reference_pass = FlopCounterMode(display=False)  # the reference's encoders and ReferenceNet run once per job
-    with reference_pass, torch.no_grad():
-        image = PIL.Image.fromarray(reference)
-        embeds = pipeline.encode_reference_image(image, "squash")
-        pipeline.reference_unet(
-            pipeline.encode_reference_latents(image, height, width), 0, encoder_hidden_states=embeds
-        )
+    with torch.no_grad():
+        context = pipeline.prepare_reference(PIL.Image.fromarray(reference), height, width, "squash", True)
+        with counter:  # the reference's encoders and ReferenceNet run once per job, not per step
+            guided_step(pipeline, context, poses, height, width)
         pipeline.reference_features.clear()
-    return counter.get_total_flops() - reference_pass.get_total_flops()
+    return counter.get_total_flops()
 
 
 def part_speed(folder: Path, sizes: Sizes, device: torch.device, dtype: torch.dtype) -> dict:
