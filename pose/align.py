@@ -21,9 +21,11 @@ from .keypoints import (
     BODY_LIMBS,
     CONFIDENCE_THRESHOLD,
     L_ANKLE,
+    L_BIG_TOE,
     L_EAR,
     L_ELBOW,
     L_EYE,
+    L_HEEL,
     L_HIP,
     L_KNEE,
     L_SHOULDER,
@@ -32,9 +34,11 @@ from .keypoints import (
     NECK,
     NOSE,
     R_ANKLE,
+    R_BIG_TOE,
     R_EAR,
     R_ELBOW,
     R_EYE,
+    R_HEEL,
     R_HIP,
     R_KNEE,
     R_SHOULDER,
@@ -239,6 +243,11 @@ def _refit_people(frame: PoseFrame, fit: _BoneFit, to_pixels: np.ndarray, ref_si
         refit.hands[side, :, :2] = (fit.scale * (hand[:, :2] * to_pixels - body[wrist]) + fitted[wrist]) / ref_size
     refit.face[:] = person.face
     refit.face[:, :2] = (fit.head_scale * (person.face[:, :2] * to_pixels - body[NOSE]) + fitted[NOSE]) / ref_size
+    # Feet, like hands, keep the body's size and follow their ankle.
+    refit.feet[:] = person.feet
+    for first, last, ankle in ((L_BIG_TOE, L_HEEL, L_ANKLE), (R_BIG_TOE, R_HEEL, R_ANKLE)):
+        foot = person.feet[first : last + 1, :2] * to_pixels
+        refit.feet[first : last + 1, :2] = (fit.scale * (foot - body[ankle]) + fitted[ankle]) / ref_size
     return [refit]
 
 

@@ -28,13 +28,6 @@ PIXEL_MEAN = np.array([123.675, 116.28, 103.53], dtype=np.float32)
 PIXEL_STD = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 SIMCC_SPLIT_RATIO = 2.0  # SimCC bins per input pixel
 
-# OpenPose-18 joint -> COCO-WholeBody point (the neck, absent from COCO, is the shoulders' midpoint).
-BODY_FROM_COCO = (0, -1, 6, 8, 10, 5, 7, 9, 12, 14, 16, 11, 13, 15, 2, 1, 4, 3)
-COCO_LEFT_SHOULDER, COCO_RIGHT_SHOULDER = 5, 6
-COCO_FACE = slice(23, 91)
-COCO_LEFT_HAND = slice(91, 112)
-COCO_RIGHT_HAND = slice(112, 133)
-
 
 class DWPoseDetector:
     name = "dwpose"
@@ -120,16 +113,13 @@ class DWPoseDetector:
 def wholebody_to_person(
     keypoints: np.ndarray, scores: np.ndarray, width: int, height: int, *, hands: bool = True, face: bool = True
 ) -> Person:
-    """Maps DWPose's 133 COCO-WholeBody points (pixels) to a `Person` (normalised, OpenPose body order)."""
-    points = np.concatenate([keypoints / [width, height], np.clip(scores, 0.0, 1.0)[:, None]], axis=1)
-    person = Person.empty()
-    person.body[:] = points[list(BODY_FROM_COCO)]
-    shoulders = points[[COCO_LEFT_SHOULDER, COCO_RIGHT_SHOULDER]]
-    person.body[1] = (*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min())
-    if hands:
-        person.hands[:] = np.stack([points[COCO_LEFT_HAND], points[COCO_RIGHT_HAND]])
-    if face:
-        person.face[:] = points[COCO_FACE]
+    """Maps DWPose's 133 COCO-WholeBody points ((133, 2) pixels and (133,) scores) to a `Person` (normalised, OpenPose
+    body order, feet kept), leaving the hands or face not found when they are switched off."""
+    person = Person.from_wholebody(np.concatenate([keypoints, scores[:, None]], axis=1), width, height)
+    if not hands:
+        person.hands[:] = 0.0
+    if not face:
+        person.face[:] = 0.0
     return person
 
 

@@ -9,7 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from .detect import check_image
-from .keypoints import L_SHOULDER, LEFT_HAND, NECK, R_SHOULDER, RIGHT_HAND, Person, PoseFrame
+from .keypoints import (
+    L_BIG_TOE,
+    L_HEEL,
+    L_SHOULDER,
+    LEFT_HAND,
+    NECK,
+    R_BIG_TOE,
+    R_HEEL,
+    R_SHOULDER,
+    RIGHT_HAND,
+    Person,
+    PoseFrame,
+)
 
 # OpenPose-18 joint -> MediaPipe Pose landmark (the neck, which MediaPipe lacks, is the shoulders' midpoint).
 BODY_FROM_POSE = {
@@ -31,6 +43,10 @@ BODY_FROM_POSE = {
     16: 8,  # right ear
     17: 7,  # left ear
 }
+# Person.feet point -> MediaPipe Pose landmark. MediaPipe's "left" is the person's own left, as ours is (see the
+# shoulders above). Its foot index (the tip of the foot) stands in for the big toe, the toe nearest to it; it has no
+# small toe, which stays not found rather than guessed from a foot width MediaPipe does not give.
+FEET_FROM_POSE = {L_BIG_TOE: 31, L_HEEL: 29, R_BIG_TOE: 32, R_HEEL: 30}
 
 # iBUG-68 face point -> MediaPipe face-mesh vertex, chosen on the canonical face mesh: jaw from the person's right
 # ear to the left, brows outer to inner (right) and inner to outer (left), nose bridge and base, eyes from the outer
@@ -82,7 +98,11 @@ class MediaPipeDetector:
         for joint, index in BODY_FROM_POSE.items():
             point = landmarks[index]
             person.body[joint] = (point.x, point.y, point.visibility)
+        for foot_point, index in FEET_FROM_POSE.items():
+            point = landmarks[index]
+            person.feet[foot_point] = (point.x, point.y, point.visibility)
         person.body[:, 2] = np.clip(person.body[:, 2], 0.0, 1.0)
+        person.feet[:, 2] = np.clip(person.feet[:, 2], 0.0, 1.0)
         shoulders = person.body[[L_SHOULDER, R_SHOULDER]]
         person.body[NECK] = (*shoulders[:, :2].mean(axis=0), shoulders[:, 2].min())
 

@@ -141,7 +141,7 @@ def _distance(a: Person, b: Person, aspect: float) -> float:
 
 
 def _stack(sequence: PoseSequence) -> tuple[np.ndarray, np.ndarray]:
-    """(frames, 128, 3) points of each frame's first person (zeros where none) and a (frames,) presence mask."""
+    """(frames, NUM_POINTS, 3) points of each frame's first person (zeros where none) and a (frames,) presence mask."""
     points = np.zeros((len(sequence.frames), NUM_POINTS, 3), dtype=np.float32)
     present = np.zeros(len(sequence.frames), dtype=bool)
     for index, frame in enumerate(sequence.frames):

@@ -8,6 +8,7 @@ from pose.keypoints import (
     BODY_LIMBS,
     L_ANKLE,
     L_ELBOW,
+    L_HEEL,
     L_KNEE,
     L_WRIST,
     LEFT_HAND,
@@ -65,6 +66,8 @@ def _driving(frames: int = 9) -> PoseSequence:
         person = _person(pixels, DRIVING_SIZE)
         person.hands[LEFT_HAND, :, :2] = (pixels[L_WRIST] + [0, 30]) / DRIVING_SIZE
         person.hands[LEFT_HAND, :, 2] = 1.0
+        person.feet[L_HEEL, :2] = (pixels[L_ANKLE] + [-20, 40]) / DRIVING_SIZE
+        person.feet[L_HEEL, 2] = 1.0
         people.append(person)
     return PoseSequence([PoseFrame([p], *DRIVING_SIZE) for p in people], fps=24, width=1080, height=1920)
 
@@ -126,6 +129,9 @@ def test_per_bone_gives_each_bone_the_characters_length_and_keeps_its_direction(
     # The hand rides with its (refitted) wrist at the body's overall scale.
     hand = aligned.frames[3].people[0].hands[LEFT_HAND, 0, :2] * REFERENCE_SIZE
     np.testing.assert_allclose(hand - _pixels(aligned, 3)[L_WRIST], [0, 15], atol=1e-2)
+    # So does the heel with its (refitted, longer-legged) ankle.
+    heel = aligned.frames[3].people[0].feet[L_HEEL, :2] * REFERENCE_SIZE
+    np.testing.assert_allclose(heel - _pixels(aligned, 3)[L_ANKLE], [-10, 20], atol=1e-2)
 
 
 def test_driving_proportions_come_from_the_median_not_the_first_frame():

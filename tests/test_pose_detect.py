@@ -5,7 +5,23 @@ import pytest
 import skimage.data
 
 from pose import MissingWeightsError, get_detector
-from pose.keypoints import L_EYE, L_SHOULDER, LEFT_HAND, NOSE, R_EYE, R_SHOULDER, RIGHT_HAND
+from pose.keypoints import (
+    L_ANKLE,
+    L_BIG_TOE,
+    L_EYE,
+    L_HEEL,
+    L_SHOULDER,
+    L_SMALL_TOE,
+    LEFT_HAND,
+    NOSE,
+    R_ANKLE,
+    R_BIG_TOE,
+    R_EYE,
+    R_HEEL,
+    R_SHOULDER,
+    R_SMALL_TOE,
+    RIGHT_HAND,
+)
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +77,23 @@ def test_hands_are_ordered_left_then_right_of_the_person(mediapipe, media_dir):
                 hand_wrist - person.body[other, :2]
             )
     assert person.hands[:, 0, 2].any(), "no hand found on the full-body photo"
+
+
+def test_feet_are_found_below_the_ankles_on_the_right_sides(mediapipe, media_dir):
+    from PIL import Image
+
+    # A full-body drawing in sandals: ankles near y = 578 of 677, toes near y = 620 pointing at the viewer; she faces
+    # the camera, so her left foot is on the image's right.
+    image = np.asarray(Image.open(media_dir / "ref_hero.png").convert("RGB"))
+    person = mediapipe.detect(image).people[0]
+    pixels = person.feet[:, :2] * [image.shape[1], image.shape[0]]
+    for big_toe, heel, ankle in ((L_BIG_TOE, L_HEEL, L_ANKLE), (R_BIG_TOE, R_HEEL, R_ANKLE)):
+        ankle_y = person.body[ankle, 1] * image.shape[0]
+        assert person.feet[big_toe, 2] > 0.5 and person.feet[heel, 2] > 0.5
+        assert ankle_y < pixels[heel, 1] < pixels[big_toe, 1] < 650, (ankle_y, pixels[[heel, big_toe]])
+        assert np.hypot(*(pixels[heel] - person.body[ankle, :2] * [image.shape[1], image.shape[0]])) < 40
+    assert pixels[[L_BIG_TOE, L_HEEL], 0].min() > 220 > pixels[[R_BIG_TOE, R_HEEL], 0].max()
+    assert not person.feet[[L_SMALL_TOE, R_SMALL_TOE]].any()  # MediaPipe has no small toe
 
 
 @pytest.mark.parametrize(

@@ -175,6 +175,9 @@ def test_wholebody_points_map_to_openpose_order():
     assert person.face[0, 0] * 200 == pytest.approx(23) and person.face[67, 0] * 200 == pytest.approx(90)
     assert person.hands[0, 0, 0] * 200 == pytest.approx(91)  # the person's left hand comes first
     assert person.hands[1, 20, 0] * 200 == pytest.approx(132)
+    # The feet are kept: left big toe, small toe, heel, then the right's (points 17 to 22).
+    np.testing.assert_allclose(person.feet[:, 0] * 200, np.arange(17, 23), rtol=1e-6)
+    np.testing.assert_allclose(person.feet[:, 2], np.arange(17, 23) / 200, rtol=1e-6)
 
 
 def test_missing_weights_error_names_file_folder_and_command(tmp_path):
