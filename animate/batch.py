@@ -16,6 +16,8 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
+import torch
+
 from animate.jobs import LoadedModel
 
 BATCH_HELP = """\
@@ -80,7 +82,10 @@ def run_batch(args: argparse.Namespace, job_parser: argparse.ArgumentParser, run
 
     # CPU processes (torchrun with ACCELERATE_USE_CPU=true) join a gloo group; GPU processes an NCCL one.
     state = PartialState(cpu=parse_flag_from_env("ACCELERATE_USE_CPU"))
-    device = state.device if args.device == "auto" else None
+    # A CPU process's device is "cpu:0" under torchrun: "cpu" is the same memory, and it is what a single process
+    # uses, which keeps the results the same however the jobs are split.
+    device = state.device if state.device.type != "cpu" else torch.device("cpu")
+    device = device if args.device == "auto" else None
     jobs = read_jobs(args.jobs)
     loaded = LoadedModel()  # the model, loaded once per process
     rows = []
