@@ -11,13 +11,15 @@ touches the network except `download`, which is only ever called on the user's r
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx2
-from huggingface_hub import constants, hf_hub_download
+from huggingface_hub import constants, hf_hub_download, snapshot_download
 from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 from huggingface_hub.utils import tqdm as hub_tqdm
 
@@ -49,6 +51,14 @@ class Group:
     purpose: str
     files: tuple[WeightFile, ...]
     default: bool  # fetched by a plain `download`
+    # A whole Hub repository fetched with snapshot_download into `files[0].local_dir` (its shard names may change;
+    # `files` are the ones this app checks for), instead of file by file.
+    snapshot: bool = False
+    size: int | None = None  # bytes in all, where `files` do not add up to it (a snapshot's files named elsewhere)
+
+    @property
+    def total_size(self) -> int:
+        return self.size or sum(file.size for file in self.files)
 
 
 def _animate_anyone_file(filename: str, size: int, size_is_exact: bool = True) -> WeightFile:
@@ -59,7 +69,16 @@ def _musepose_file(name: str, size: int) -> WeightFile:
     return WeightFile("TMElyralab/MusePose", f"MusePose/{name}", "", size)
 
 
-# Sizes are the byte counts in the files' Git LFS pointers on the Hub (see weights/README.md).
+WAN_REPO = "Wan-AI/Wan2.2-Animate-14B-Diffusers"
+WAN_DIR = "Wan2.2-Animate-14B-Diffusers"
+
+
+def _wan_file(filename: str, size: int) -> WeightFile:
+    return WeightFile(WAN_REPO, filename, WAN_DIR, size, size_is_exact=False)
+
+
+# Sizes are the byte counts in the files' Git LFS pointers on the Hub (see weights/README.md); for Wan-Animate the
+# Hub page's rounded sizes (82.3 GB in all).
 GROUPS = {
     "animate_anyone": Group(
         "Animate Anyone, the released model (Moore-AnimateAnyone)",
@@ -113,6 +132,26 @@ GROUPS = {
         ),
         default=False,
     ),
+    "wan_animate": Group(
+        "Wan2.2-Animate-14B, the second engine (animate and replace modes; diffusers format, 82.3 GB; a GPU with "
+        "24 GB or more, or offloading: see README)",
+        (
+            _wan_file("model_index.json", 555),
+            _wan_file("transformer/config.json", 808),
+            _wan_file("transformer/diffusion_pytorch_model.safetensors.index.json", 150_000),
+            *[
+                _wan_file(f"transformer/diffusion_pytorch_model-{n:05d}-of-00015.safetensors", 4_610_000_000)
+                for n in range(1, 16)
+            ],  # fmt: skip
+            _wan_file("text_encoder/config.json", 850),
+            _wan_file("text_encoder/model.safetensors.index.json", 22_500),
+            _wan_file("image_encoder/model.safetensors", 1_260_000_000),
+            _wan_file("vae/diffusion_pytorch_model.safetensors", 508_000_000),
+        ),  # and the text encoder's shards (umt5-xxl, 11.4 GB), named in its index file: see `status`
+        default=False,
+        snapshot=True,
+        size=82_300_000_000,
+    ),
 }
 
 
@@ -132,7 +171,7 @@ def status(weights_dir: Path = WEIGHTS_DIR, groups: Sequence[str] | None = None)
     """What is on disk for each expected file (all groups, or `groups`), judged by size; reads no file's content."""
     result = []
     for name in _check_groups(list(groups or GROUPS)):
-        for file in GROUPS[name].files:
+        for file in _expected_files(weights_dir, GROUPS[name]):
             target = weights_dir / file.path
             local_size = target.stat().st_size if target.is_file() else None
             if local_size is None:
@@ -143,6 +182,30 @@ def status(weights_dir: Path = WEIGHTS_DIR, groups: Sequence[str] | None = None)
                 state = "ok" if local_size == file.size else "wrong size"
             result.append(FileStatus(name, file, state, local_size))
     return result
+
+
+def _expected_files(weights_dir: Path, group: Group) -> list[WeightFile]:
+    """The group's files, and for a snapshot every shard its downloaded *.index.json files name (their names and
+    number are the repository's; sizes are the index's total shared out, so only presence is checked)."""
+    files = list(group.files)
+    if not group.snapshot:
+        return files
+    known = {file.filename for file in files}
+    folder = weights_dir / files[0].local_dir
+    for index in sorted(folder.glob("*/*.safetensors.index.json")):
+        try:
+            content = json.loads(index.read_text())
+            shards = sorted(set(content["weight_map"].values()))
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue  # a damaged index: from_pretrained names it when the model loads
+        share = int(content.get("metadata", {}).get("total_size", 0)) // max(1, len(shards))
+        component = index.parent.name
+        files += [
+            WeightFile(files[0].repo_id, f"{component}/{shard}", files[0].local_dir, share, size_is_exact=False)
+            for shard in shards
+            if f"{component}/{shard}" not in known
+        ]
+    return files
 
 
 def _check_groups(groups: Sequence[str]) -> Sequence[str]:
@@ -169,8 +232,10 @@ def download(
     names = _check_groups(groups or [name for name, group in GROUPS.items() if group.default])
     if constants.HF_HUB_OFFLINE:
         raise WeightsError("Downloads are switched off: HF_HUB_OFFLINE is set. Unset it and run the download again.")
-    to_fetch = [entry for entry in status(weights_dir, names) if entry.state != "ok"]
-    total_bytes = sum(entry.file.size for entry in to_fetch)
+    entries = status(weights_dir, names)
+    to_fetch = [entry for entry in entries if entry.state != "ok" and not GROUPS[entry.group].snapshot]
+    snapshots = sorted({entry.group for entry in entries if not entry.usable and GROUPS[entry.group].snapshot})
+    total_bytes = sum(entry.file.size for entry in to_fetch) + sum(GROUPS[name].total_size for name in snapshots)
     done_bytes = 0
     for number, entry in enumerate(to_fetch, start=1):
         file = entry.file
@@ -179,8 +244,8 @@ def download(
         bars = None
         if progress is not None:
             progress(done_bytes / total_bytes, message)
-            bars = _progress_bars(progress, message, done_bytes, file, total_bytes)
-        try:
+            bars = _progress_bars(progress, message, done_bytes, file.size, total_bytes)
+        with _download_errors(file.repo_id, file.path):
             hf_hub_download(
                 file.repo_id,
                 file.filename,
@@ -189,23 +254,6 @@ def download(
                 force_download=entry.state == "wrong size",
                 tqdm_class=bars,
             )
-        # huggingface_hub raises LocalEntryNotFoundError when it cannot reach the Hub at all, and its HTTP client's
-        # TransportError when a connection drops mid-file and its own retries have run out.
-        except (LocalEntryNotFoundError, httpx2.TransportError) as error:
-            raise WeightsError(
-                f"Could not download {file.path} from {file.repo_id}: the Hugging Face Hub cannot be reached "
-                f"({_cause(error)}). Check the internet connection (or HF_ENDPOINT) and run the download again; "
-                "files already downloaded are kept."
-            ) from error
-        except HfHubHTTPError as error:
-            raise WeightsError(
-                f"The Hub refused {file.repo_id}/{file.filename}: {_cause(error)}. If the repository needs a login, "
-                "set HF_TOKEN."
-            ) from error
-        except OSError as error:  # a full disk, or a transfer that ended short
-            raise WeightsError(
-                f"Downloading {file.path} failed: {error}. Run the download again; files already downloaded are kept."
-            ) from error
         local_size = (weights_dir / file.path).stat().st_size
         if file.size_is_exact and local_size != file.size:
             raise WeightsError(
@@ -213,18 +261,59 @@ def download(
                 "has changed. Please report this; the expected sizes live in animate/weights.py."
             )
         done_bytes += file.size
+    for name in snapshots:  # whole repositories: huggingface_hub skips the files already complete in the folder
+        group = GROUPS[name]
+        repo_id, local_dir = group.files[0].repo_id, group.files[0].local_dir
+        message = f"Downloading {repo_id} into {local_dir}/ ({_human(group.total_size)})"
+        logger.info(message)
+        bars = None
+        if progress is not None:
+            progress(done_bytes / total_bytes, message)
+            bars = _progress_bars(progress, message, done_bytes, group.total_size, total_bytes)
+        with _download_errors(repo_id, local_dir):
+            snapshot_download(repo_id, local_dir=weights_dir / local_dir, tqdm_class=bars)
+        lacking = [entry.file.path for entry in status(weights_dir, [name]) if not entry.usable]
+        if lacking:
+            raise WeightsError(
+                f"{repo_id} was downloaded but {', '.join(lacking[:3])} is still missing: the repository has "
+                "changed. Please report this; the files this app expects live in animate/weights.py."
+            )
+        done_bytes += group.total_size
     if progress is not None:
         progress(1.0, f"All files of {', '.join(names)} are present")
-    return [weights_dir / file.path for name in names for file in GROUPS[name].files]
+    return [weights_dir / entry.file.path for entry in status(weights_dir, names)]
+
+
+@contextlib.contextmanager
+def _download_errors(repo_id: str, what: str):
+    """huggingface_hub's errors as WeightsErrors that say what to do."""
+    try:
+        yield
+    # huggingface_hub raises LocalEntryNotFoundError when it cannot reach the Hub at all, and its HTTP client's
+    # TransportError when a connection drops mid-file and its own retries have run out.
+    except (LocalEntryNotFoundError, httpx2.TransportError) as error:
+        raise WeightsError(
+            f"Could not download {what} from {repo_id}: the Hugging Face Hub cannot be reached "
+            f"({_cause(error)}). Check the internet connection (or HF_ENDPOINT) and run the download again; "
+            "files already downloaded are kept."
+        ) from error
+    except HfHubHTTPError as error:
+        raise WeightsError(
+            f"The Hub refused {repo_id} ({what}): {_cause(error)}. If the repository needs a login, set HF_TOKEN."
+        ) from error
+    except OSError as error:  # a full disk, or a transfer that ended short
+        raise WeightsError(
+            f"Downloading {what} failed: {error}. Run the download again; files already downloaded are kept."
+        ) from error
 
 
 def _progress_bars(
-    progress: Callable[[float, str], None], message: str, done_bytes: int, file: WeightFile, total_bytes: int
+    progress: Callable[[float, str], None], message: str, done_bytes: int, size: int, total_bytes: int
 ) -> type[hub_tqdm]:
     """A progress-bar class for huggingface_hub that also reports the overall fraction to `progress` as bytes arrive.
 
     Each bar counts for itself, even when bars are switched off (a Xet download may open two, one for the network and
-    one for the disk), and the file's progress is the furthest any of them got.
+    one for the disk), and the download's progress (of `size` bytes) is the furthest any of them got.
     """
     furthest = 0
 
@@ -237,7 +326,7 @@ def _progress_bars(
             nonlocal furthest
             self.bytes_seen += n or 0
             if self.bytes_seen > furthest:
-                furthest = min(int(self.bytes_seen), file.size)
+                furthest = min(int(self.bytes_seen), size)
                 progress((done_bytes + furthest) / total_bytes, message)
             return super().update(n)
 
@@ -260,7 +349,7 @@ def _human(size: int) -> str:
 @dataclass(frozen=True)
 class ModelEntry:
     name: str
-    kind: str  # "released", "musepose", "builtin" or "trained"
+    kind: str  # "released", "musepose", "wan-animate", "builtin", "trained" or "custom"
     path: Path
     description: str
     missing: str = ""  # empty when the model is complete; otherwise what is missing, in a sentence
@@ -279,9 +368,9 @@ BUILTIN_DESCRIPTION = (
 
 
 def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = False) -> list[ModelEntry]:
-    """The models the app can offer: the released Animate Anyone weights, MusePose, the built-in model and every
-    model trained here, in that order. Incomplete ones are left out unless `include_incomplete`, and then say in
-    `missing` what they lack."""
+    """The models the app can offer: the released Animate Anyone weights, MusePose, Wan2.2-Animate, the built-in
+    model, every model trained here and every saved pipeline under weights/custom/, in that order. Incomplete ones
+    are left out unless `include_incomplete`, and then say in `missing` what they lack."""
     entries = [
         ModelEntry(
             "animate-anyone",
@@ -297,6 +386,14 @@ def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = Fals
             "MusePose, released weights of the same architecture (TMElyralab), SD 1.5 sized: a GPU is recommended",
             _missing_files(weights_dir, ["musepose", "sd"]),
         ),
+        ModelEntry(
+            "wan-animate",
+            "wan-animate",
+            weights_dir / WAN_DIR,
+            "Wan2.2-Animate-14B (Wan-AI), the second engine: animate the character in a new video, or replace the "
+            "driving video's person with it. 14B parameters: a GPU with 24 GB or more (offloading: see README)",
+            _missing_files(weights_dir, ["wan_animate"]),
+        ),
         _pipeline_folder("tiny", "builtin", weights_dir / "tiny", BUILTIN_DESCRIPTION),
     ]
     trained_dir = weights_dir / "trained"
@@ -304,6 +401,14 @@ def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = Fals
         for folder in sorted(path for path in trained_dir.iterdir() if path.is_dir()):
             description = f"Trained in this app (weights/trained/{folder.name})"
             entries.append(_pipeline_folder(f"trained/{folder.name}", "trained", folder, description))
+    custom_dir = weights_dir / "custom"  # saved pipelines from elsewhere, e.g. python -m animate.engines.wan_tiny
+    if custom_dir.is_dir():
+        for folder in sorted(path for path in custom_dir.iterdir() if path.is_dir()):
+            index = folder / "model_index.json"
+            wan = index.is_file() and '"WanAnimatePipeline"' in index.read_text()
+            description = f"{'A Wan-Animate' if wan else 'An Animate Anyone'} pipeline in weights/custom/{folder.name}"
+            entries.append(_pipeline_folder(f"custom/{folder.name}", "wan-animate" if wan else "custom", folder,
+                                            description))  # fmt: skip
     return [entry for entry in entries if include_incomplete or entry.usable]
 
 

@@ -5,6 +5,7 @@ resume after an interruption, refetch what is damaged, report progress) against 
 they take no disk space or time.
 """
 
+import json
 import os
 import re
 import subprocess
@@ -88,12 +89,26 @@ def test_layout_mirrors_moore_animateanyone():
             "MusePose/pose_guider.pth",
             "MusePose/motion_module.pth",
         ],
+        "wan_animate": [
+            "Wan2.2-Animate-14B-Diffusers/model_index.json",
+            "Wan2.2-Animate-14B-Diffusers/transformer/config.json",
+            "Wan2.2-Animate-14B-Diffusers/transformer/diffusion_pytorch_model.safetensors.index.json",
+            *[
+                f"Wan2.2-Animate-14B-Diffusers/transformer/diffusion_pytorch_model-{n:05d}-of-00015.safetensors"
+                for n in range(1, 16)
+            ],  # fmt: skip
+            "Wan2.2-Animate-14B-Diffusers/text_encoder/config.json",
+            "Wan2.2-Animate-14B-Diffusers/text_encoder/model.safetensors.index.json",
+            "Wan2.2-Animate-14B-Diffusers/image_encoder/model.safetensors",
+            "Wan2.2-Animate-14B-Diffusers/vae/diffusion_pytorch_model.safetensors",
+        ],
     }
 
 
 def test_readme_documents_every_file():
     readme = (ROOT / "weights" / "README.md").read_text()
     for path, file in ALL_FILES.items():
+        path = re.sub(r"-\d{5}-of-", "-000NN-of-", path)  # numbered shards share one row
         assert f"`{path}`" in readme, path
         assert file.repo_id in readme, file.repo_id
 
@@ -132,7 +147,7 @@ def test_status_of_chosen_groups_and_unknown_names(tmp_path):
 def test_no_models_in_an_empty_folder(tmp_path):
     assert list_models(tmp_path) == []
     incomplete = list_models(tmp_path, include_incomplete=True)
-    assert [model.name for model in incomplete] == ["animate-anyone", "musepose", "tiny"]
+    assert [model.name for model in incomplete] == ["animate-anyone", "musepose", "wan-animate", "tiny"]
     released = incomplete[0]
     assert not released.usable
     assert released.missing.startswith("9 file(s) missing or incomplete (10.25 GB): denoising_unet.pth")
@@ -278,3 +293,78 @@ print("no network")
     env = {key: value for key, value in os.environ.items() if key != "HF_HUB_OFFLINE"}
     result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True)
     assert result.stdout.strip() == "no network", result.stderr
+
+
+WAN = "Wan2.2-Animate-14B-Diffusers"
+
+
+def _text_encoder_index(weights_dir: Path, shards: int) -> list[str]:
+    """A text-encoder index naming `shards` shard files, as the Hub repository's does; returns their paths."""
+    names = [f"model-{n:05d}-of-{shards:05d}.safetensors" for n in range(1, shards + 1)]
+    index = {"metadata": {"total_size": 11_400_000_000}, "weight_map": {f"w{n}": name for n, name in enumerate(names)}}
+    path = weights_dir / WAN / "text_encoder" / "model.safetensors.index.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(index))
+    return [f"{WAN}/text_encoder/{name}" for name in names]
+
+
+def test_wan_animate_is_listed_once_its_files_and_the_shards_its_indexes_name_are_present(tmp_path):
+    missing = {model.name: model.missing for model in list_models(tmp_path, include_incomplete=True)}
+    assert missing["wan-animate"].startswith("22 file(s) missing or incomplete")
+    assert "python -m animate.weights download --only wan_animate" in missing["wan-animate"]
+
+    _complete(tmp_path, "wan_animate")
+    shards = _text_encoder_index(tmp_path, 3)
+    states = {entry.file.path: entry.state for entry in status(tmp_path, ["wan_animate"])}
+    assert [states[shard] for shard in shards] == ["missing"] * 3  # named by the index: now expected too
+    assert "wan-animate" not in [model.name for model in list_models(tmp_path)]
+
+    for shard in shards:
+        _sparse(tmp_path / shard, 10)
+    (wan,) = [model for model in list_models(tmp_path) if model.name == "wan-animate"]
+    assert (wan.kind, wan.path, wan.missing) == ("wan-animate", tmp_path / WAN, "")
+
+
+def test_saved_pipelines_under_custom_are_listed_with_their_engine(tmp_path):
+    for name, pipeline in (("wan-tiny", "WanAnimatePipeline"), ("other", "AnimateAnyonePipeline")):
+        (tmp_path / "custom" / name).mkdir(parents=True)
+        (tmp_path / "custom" / name / "model_index.json").write_text(json.dumps({"_class_name": pipeline}))
+    assert [(model.name, model.kind) for model in list_models(tmp_path)] == [
+        ("custom/other", "custom"),
+        ("custom/wan-tiny", "wan-animate"),
+    ]
+
+
+def test_wan_animate_is_fetched_as_one_repository_and_then_left_alone(tmp_path, monkeypatch):
+    """The group's shard names are the repository's, so it comes through snapshot_download into its folder."""
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    calls = []
+
+    def snapshot(repo_id, *, local_dir, tqdm_class=None):
+        calls.append((repo_id, Path(local_dir)))
+        weights_dir = Path(local_dir).parent
+        _complete(weights_dir, "wan_animate")
+        for shard in _text_encoder_index(weights_dir, 2):
+            _sparse(weights_dir / shard, 10)
+        with tqdm_class(total=GROUPS["wan_animate"].total_size, unit="B") as bar:
+            bar.update(GROUPS["wan_animate"].total_size)
+        return str(local_dir)
+
+    monkeypatch.setattr(weights, "snapshot_download", snapshot)
+    monkeypatch.setattr(weights, "hf_hub_download", FakeHub())
+    reports = []
+    paths = download(["wan_animate"], tmp_path, progress=lambda fraction, message: reports.append((fraction, message)))
+
+    assert calls == [("Wan-AI/Wan2.2-Animate-14B-Diffusers", tmp_path / WAN)]
+    assert len(paths) == 22 + 2 and all(path.is_file() for path in paths)
+    assert reports[0] == (0.0, f"Downloading Wan-AI/Wan2.2-Animate-14B-Diffusers into {WAN}/ (82.30 GB)")
+    assert reports[-1][0] == 1.0
+    download(["wan_animate"], tmp_path)
+    assert len(calls) == 1  # complete: nothing asked of the Hub
+
+
+def test_a_wan_download_that_leaves_files_missing_says_so(tmp_path, monkeypatch):
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(weights, "snapshot_download", lambda repo_id, *, local_dir, tqdm_class=None: str(local_dir))
+    with pytest.raises(WeightsError, match=rf"{WAN}/model_index.json, .* is still missing: the repository has changed"):
+        download(["wan_animate"], tmp_path)

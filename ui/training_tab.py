@@ -47,6 +47,8 @@ def start_choices(stage: int) -> list[tuple[str, str]]:
     for model in list_models(WEIGHTS_DIR):
         unet_config = model.path / "denoising_unet" / "config.json"
         has_motion = unet_config.is_file() and "UNetMotionModel" in unet_config.read_text()
+        if model.kind == "wan-animate":  # trained elsewhere; this app trains the Animate Anyone family
+            continue
         if model.kind == "released" or stage == 2 or not has_motion:
             choices.append((f"{model.name}: {model.description}", str(model.path)))
     return choices
