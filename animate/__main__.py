@@ -18,19 +18,12 @@ import torch
 import pose
 from animate.batch import BATCH_HELP, run_batch
 from animate.checkpoints import CheckpointError
-from animate.device import select_device, select_dtype
-from animate.generate import (
-    SCHEDULERS,
-    GenerationSettings,
-    generate_video,
-    model_defaults,
-    output_size,
-    prepare_skeletons,
-    unusual_settings,
-)
+from animate.device import select_device
+from animate.engines.animate_anyone import SCHEDULERS
+from animate.generate import GenerationSettings, engine_for, model_defaults, unusual_settings
 from animate.inputs import check_number
-from animate.jobs import LoadedModel
-from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, is_large, out_of_memory_message
+from animate.jobs import LoadedModel, PoseCache
+from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, out_of_memory_message
 from animate.weights import WEIGHTS_DIR, ModelEntry, list_models
 
 
@@ -57,6 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     generate.add_argument("--no-face", action="store_true", help="leave the face out of the skeleton")
     # The built-in model was trained on body-only skeletons, so its defaults leave hands and face out.
     generate.add_argument("--side-by-side", action="store_true", help="write character | skeleton | result")
+    wan = generate.add_argument_group("Wan-Animate models")
+    wan.add_argument(
+        "--mode",
+        choices=["animate", "replace"],
+        default="animate",
+        help="animate: the character moves in a new video; replace: it takes the place of the driving video's person",
+    )
+    wan.add_argument("--segment-frames", type=int, help="frames per segment, 4n+1 (default: the model's, 77)")
+    wan.add_argument("--prompt", default="", help="optional text prompt (default: the official one)")
+    wan.add_argument(
+        "--fps", type=float, help="output fps: the driving video resampled to it, same duration (default: its own)"
+    )
     batch = commands.add_parser(
         "batch",
         help="the jobs of a JSON-lines file, split across processes and GPUs by `accelerate launch -m animate batch`",
@@ -107,30 +112,41 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
         hands=defaults["hands"] and not args.no_hands,
         face=defaults["face"] and not args.no_face,
         side_by_side=args.side_by_side,
+        mode=args.mode,
+        segment_frames=args.segment_frames or defaults["segment_frames"],
+        prompt=args.prompt,
+        fps=args.fps or 0.0,
     )
     # The same ranges as the app's controls and API (animate.inputs); the host limits are the app's alone.
     checked = {"steps": settings.steps, "guidance": settings.guidance, "seed": settings.seed,
                "resolution": settings.short_side, "frame_stride": settings.stride,
-               "window_size": settings.context_frames, "window_overlap": settings.context_overlap}  # fmt: skip
+               "window_size": settings.context_frames, "window_overlap": settings.context_overlap,
+               "segment_frames": settings.segment_frames}  # fmt: skip
     for name, value in checked.items():
         check_number(name, value)
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be at least 1; got {args.frames}.")
+    if args.fps is not None:
+        check_number("output_fps", args.fps)
     model_name = model.name if isinstance(model, ModelEntry) else Path(model).name
     say = print if progress is not None else lambda *_, **__: None
     for warning in unusual_settings(model_name, defaults, settings.steps, settings.guidance):
         say(f"warning: {warning}")
     character = pose.read_image(args.image)
-    width, height = output_size(character.shape[1], character.shape[0], settings.short_side)
+    driving = args.pose_video or args.video
+    info = pose.probe_video(driving)
+    engine = engine_for(model)
+    width, height = engine.output_size(character.shape[1::-1], (info.width, info.height), settings)
 
     device = device or select_device(args.device)
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
-    dtype = select_dtype(device, args.precision, large_model=is_large(folder))
+    dtype = engine.dtype(device, args.precision, folder)
     requested = "model-offload" if args.offload else args.memory_mode
 
     def choose(sizes: dict[str, int]):
         guided = settings.guidance > 1
-        return choose_memory_mode(requested, sizes, device, settings.context_frames, width, height, dtype, guided)
+        window = engine.memory_window(settings)
+        return choose_memory_mode(requested, sizes, device, window, width, height, dtype, guided)
 
     pipeline, model_files, fit = loaded.get(model, device, dtype, choose)
     say(f"Model: {model} on {describe_device(device)} ({str(dtype).removeprefix('torch.')}, memory mode {fit.mode})")
@@ -138,14 +154,13 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
         say(f"warning: {fit.warning}")
     pipeline.set_progress_bar_config(disable=True)  # one progress line per stage instead
     started = time.monotonic()
-    skeletons = prepare_skeletons(
-        character, args.pose_video or args.video, width, height, settings, progress, weights_dir=args.weights_dir
-    )
+    poses = PoseCache(args.weights_dir)
+    conditioning, _ = engine.prepare(character, driving, width, height, settings, poses, progress)
     try:
-        result = generate_video(
+        result = engine.generate(
             pipeline,
             character,
-            skeletons,
+            conditioning,
             args.output,
             settings,
             driving_video=args.video or args.pose_video,
@@ -155,7 +170,7 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
         )
     except torch.cuda.OutOfMemoryError as error:
         torch.cuda.empty_cache()
-        raise ValueError(out_of_memory_message(fit.mode, settings.context_frames, width, height)) from error
+        raise ValueError(out_of_memory_message(fit.mode, engine.memory_window(settings), width, height)) from error
     for warning in result.warnings:
         say(f"\nwarning: {warning}", end="")
     say(
@@ -192,6 +207,9 @@ def _find_model(name: str | None, weights_dir: Path):
         return by_name[name]
     if Path(name).is_dir():
         return Path(name)
+    incomplete = {model.name: model for model in list_models(weights_dir, include_incomplete=True)}
+    if name in incomplete:
+        raise ValueError(f"The model {name} is not complete in {weights_dir}: {incomplete[name].missing}")
     choices = ", ".join(by_name) or "none found"
     raise ValueError(f"Unknown model {name!r}: give a weights folder or one of: {choices}.")
 

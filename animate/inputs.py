@@ -37,6 +37,8 @@ NUMBERS = {
     "frame_stride": Number("Frame stride", 1, 8, integer=True),
     "window_size": Number("Window size (frames)", 2, 64, integer=True),
     "window_overlap": Number("Window overlap (frames)", 0, 16, integer=True),
+    "segment_frames": Number("Segment length (frames, 4n+1)", 5, 121, integer=True),  # Wan-Animate: 77 by default
+    "output_fps": Number("Output fps (0: the driving video's)", 0, 60),
 }
 
 
@@ -61,6 +63,12 @@ def check_choice(label: str, value: object, choices: Iterable[str]) -> str:
     if not isinstance(value, str) or value not in choices:
         raise ValueError(f"{label} must be one of {', '.join(choices)}; got {_shown(value)}.")
     return value
+
+
+def check_text(label: str, value: object, max_length: int) -> str:
+    if not isinstance(value, str) or len(value) > max_length:
+        raise ValueError(f"{label} must be text of at most {max_length} characters; got {_shown(value)}.")
+    return value.strip()
 
 
 def check_flag(label: str, value: object) -> bool:

@@ -5,8 +5,8 @@ app.py wires these to Gradio; nothing here imports gradio, so the same calls wor
 
     jobs = Jobs(Path("/tmp/jobs"))
     job = jobs.start("session-1", "animate")              # its own folder, its own cancel event
-    skeletons, reused = poses.skeletons(character, "dance.mp4", width, height, settings, cancel=job.cancel)
-    ...generate_video(..., cancel=job.cancel)...
+    conditioning, reused = engine.prepare(character, "dance.mp4", width, height, settings, poses, cancel=job.cancel)
+    ...engine.generate(..., cancel=job.cancel)...
     jobs.finish(job)                                       # the folder stays until it is old enough to clean up
 """
 
@@ -27,22 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import PIL.Image
 import torch
 
 import pose
-from animate.generate import (
-    GenerationCancelled,
-    GenerationSettings,
-    Progress,
-    Skeletons,
-    extraction_progress,
-    fit_to_character,
-    load_model,
-    prepare_skeletons,
-)
+from animate.generate import GenerationCancelled, GenerationSettings, Progress, load_model
 from animate.memory import Fit, apply_memory_mode, weight_sizes
-from animate.pipeline import AnimateAnyonePipeline
 from animate.weights import ModelEntry
 
 logger = logging.getLogger(__name__)
@@ -321,63 +310,6 @@ class PoseCache:
             self._put(key, found)
         return found
 
-    def skeletons(
-        self,
-        character: np.ndarray,
-        video: str | Path,
-        width: int,
-        height: int,
-        settings: GenerationSettings,
-        progress: Progress | None = None,
-        cancel: threading.Event | None = None,
-    ) -> tuple[Skeletons, bool]:
-        """What `animate.generate.prepare_skeletons` returns, with the slow pose extraction cached; and whether the
-        poses were reused from an earlier call."""
-        if self.is_skeleton_video(video):
-            skeletons = prepare_skeletons(character, video, width, height, settings, progress, cancel, self.weights_dir)
-            return skeletons, False
-        sequence, reused = self.driving_poses(video, settings, extraction_progress(progress, cancel))
-        backend = sequence.backend or settings.backend
-        character_pose = self.character_pose(character, backend, settings.hands, settings.face)
-        fitted = fit_to_character(character, sequence, width, height, settings, character_pose, self.weights_dir)
-        return fitted, reused
-
-
-def write_preview(
-    character: np.ndarray,
-    skeletons: Skeletons,
-    folder: Path,
-    progress: Progress | None = None,
-    cancel: threading.Event | None = None,
-) -> tuple[Path, np.ndarray]:
-    """What the user checks before spending time on generation: `folder/skeleton.mp4`, the skeleton frames the model
-    will follow, and one of them drawn over the character (the most confident one, or the middle one of a skeleton
-    video)."""
-    frames = skeletons.frames
-    if skeletons.poses is not None:
-        overlay = pose.preview_on_character(character, skeletons.poses)
-    else:
-        skeleton = frames[len(frames) // 2]
-        size = (skeleton.shape[1], skeleton.shape[0])
-        resized = np.asarray(PIL.Image.fromarray(character).resize(size, PIL.Image.LANCZOS))
-        drawn = skeleton.max(axis=2, keepdims=True) > 30
-        overlay = np.where(drawn, skeleton, (resized * 0.5).astype(np.uint8))
-    path = folder / "skeleton.mp4"
-    started = time.monotonic()
-    with pose.VideoWriter(path, skeletons.fps) as writer:
-        for index in range(len(frames)):
-            if cancel is not None and cancel.is_set():
-                raise GenerationCancelled()
-            writer.write(frames[index])
-            done = index + 1
-            if progress is not None and (done % 8 == 0 or done == len(frames)):
-                left = (time.monotonic() - started) / done * (len(frames) - done)
-                progress(
-                    done / len(frames),
-                    f"Drawing the skeleton video: frame {done}/{len(frames)}, about {left:.0f} s left",
-                )
-    return path, overlay
-
 
 class LoadedModel:
     """The one pipeline kept in memory: loading takes seconds (the released weights: tens of seconds), so it stays
@@ -388,7 +320,7 @@ class LoadedModel:
     def __init__(self):
         self._lock = threading.Lock()
         self._key: tuple | None = None
-        self._loaded: tuple[AnimateAnyonePipeline, list[Path], dict[str, int], str | None] | None = None
+        self._loaded: tuple[object, list[Path], dict[str, int], str | None] | None = None
 
     def get(
         self,
@@ -396,7 +328,7 @@ class LoadedModel:
         device: torch.device,
         dtype: torch.dtype,
         choose: Callable[[dict[str, int]], Fit] | None = None,
-    ) -> tuple[AnimateAnyonePipeline, list[Path], Fit | None]:
+    ) -> tuple[object, list[Path], Fit | None]:
         """The pipeline of a `list_models` entry or a model folder, its weight files, and the memory mode it runs in
         (None: all on the device, unchosen)."""
         folder = model.path if isinstance(model, ModelEntry) else Path(model)
@@ -407,7 +339,7 @@ class LoadedModel:
         with self._lock:
             if key != self._key:
                 self._free()
-                pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
+                pipeline, model_files = load_model(model, dtype)
                 self._key, self._loaded = key, (pipeline, model_files, weight_sizes(pipeline), None)
             pipeline, model_files, sizes, placed = self._loaded
             fit = choose(sizes) if choose is not None else None
@@ -415,7 +347,7 @@ class LoadedModel:
             if placed not in (None, mode):  # offloading hooks are not undone: the models are loaded afresh
                 pipeline = None
                 self._free()
-                pipeline, model_files = load_model(model, torch.device("cpu"), dtype)
+                pipeline, model_files = load_model(model, dtype)
             if placed != mode:
                 pipeline = apply_memory_mode(pipeline, mode, device)
                 pipeline.set_progress_bar_config(disable=True)  # the app reports progress itself

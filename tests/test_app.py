@@ -22,6 +22,7 @@ from gradio_client import Client, handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
+from animate.engines.wan_tiny import save_tiny_wan
 from animate.export import read_settings
 from conftest import ROOT
 from pose.video import probe_video, read_frames
@@ -42,10 +43,12 @@ _SESSION: dict = {}
 
 @pytest.fixture(scope="session")
 def app_home(tmp_path_factory) -> Path:
-    """A weights folder with the built-in model (and its examples), and room for runs and jobs."""
+    """A weights folder with the built-in model (and its examples), a tiny random Wan-Animate model, and room for
+    runs and jobs."""
     if "home" not in _SESSION:
         home = tmp_path_factory.mktemp("app")
         shutil.copytree(ROOT / "weights" / "tiny", home / "weights" / "tiny")
+        save_tiny_wan(home / "weights" / "custom" / "wan-tiny")  # the Wan-Animate engine's path, at a tiny size
         _SESSION["home"] = home
     return _SESSION["home"]
 
@@ -203,7 +206,7 @@ def test_a_skeleton_video_is_detected_and_used_as_it_is(client, media):
     assert text.startswith("**Skeleton video**")
     video, _, notes = client.predict(handle_file(media["hero"]), handle_file(media["kps"]), clip_length=10,
                                      clip_unit="frames", api_name="/preview")  # fmt: skip
-    assert "10 skeleton frames at 30 fps, read from the skeleton video" in notes
+    assert "10 frames at 30 fps, poses read from the skeleton video" in notes
     assert probe_video(video).fps == 30
 
 
@@ -440,7 +443,7 @@ def test_a_gpu_out_of_memory_error_becomes_a_sentence_and_keeps_earlier_results(
     same browser is still there to download."""
     import torch
 
-    import ui.animate_tab
+    from animate.engines.animate_anyone import AnimateAnyoneEngine
 
     hero, dance = handle_file(media["hero"]), handle_file(media["dance"])
     earlier = client.predict(hero, dance, steps=1, resolution=64, clip_length=2, clip_unit="frames", seed=1,
@@ -449,7 +452,7 @@ def test_a_gpu_out_of_memory_error_becomes_a_sentence_and_keeps_earlier_results(
     def out_of_memory(*args, **kwargs):
         raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
 
-    monkeypatch.setattr(ui.animate_tab, "generate_video", out_of_memory)
+    monkeypatch.setattr(AnimateAnyoneEngine, "generate", out_of_memory)
     with pytest.raises(AppError) as error:
         client.predict(hero, dance, steps=1, resolution=64, clip_length=2, clip_unit="frames", window_size=8,
                        memory_mode="none", api_name="/animate")  # fmt: skip

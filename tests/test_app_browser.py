@@ -57,7 +57,7 @@ def test_upload_preview_animate_and_see_the_result(page, media_dir, tmp_path):
     expect(page.locator("#resolution")).to_contain_text("Output 64×96 px")
 
     page.locator("#preview").click()
-    expect(page.locator("#preview-info")).to_contain_text("12 skeleton frames at 24 fps", timeout=120_000)
+    expect(page.locator("#preview-info")).to_contain_text("12 frames at 24 fps, poses", timeout=120_000)
     expect(page.locator("#skeleton-video video")).to_be_visible()
     expect(page.locator("#overlay img")).to_be_visible()
 
@@ -93,3 +93,46 @@ def test_an_example_animates_with_the_built_in_model(page, tmp_path):
     folder.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=folder / "example.png", full_page=True)
     print(f"screenshot: {folder / 'example.png'}")
+
+
+def test_wan_animate_shows_its_settings_previews_its_inputs_and_animates_in_both_modes(page, media_dir, tmp_path):
+    """The tiny random Wan-Animate model (weights/custom/wan-tiny, as `python -m animate.engines.wan_tiny` makes
+    it): choosing it shows its own settings (mode, segment length, prompt, fps) instead of the motion-module windows;
+    the preview shows the pose video, the face crops and, in replace mode, the mask; and both modes give a video."""
+    from playwright.sync_api import expect
+
+    # (Gradio nests a group's div in another of the same id: hence `.first`.)
+    expect(page.locator("#wan-settings").first).to_be_hidden()  # the built-in Animate Anyone model comes first
+    page.locator("#model input").click()
+    page.get_by_role("option", name="custom/wan-tiny (wan-animate)").click()
+    expect(page.locator("#wan-settings").first).to_be_visible(timeout=30_000)
+    expect(page.locator("#window-size").first).to_be_hidden()  # Animate Anyone's motion-module windows
+    expect(page.locator("#steps input[type=number]")).to_have_value("4")  # its folder's defaults
+    expect(page.locator("#segment-length input[type=number]")).to_have_value("17")
+
+    page.locator("#character input[type=file]").set_input_files(media_dir / "ref_hero.png")
+    page.locator("#driving-video input[type=file]").set_input_files(media_dir / "hero_dance.mp4")
+    expect(page.locator("#video-info")).to_contain_text("Raw video", timeout=60_000)
+    set_number(page, "clip-length", 0.25)
+    set_number(page, "steps", 1)
+    set_number(page, "resolution", 64)
+    set_number(page, "segment-length", 5)
+    page.locator("#mode").get_by_text("replace", exact=True).click()
+
+    page.locator("#preview").click()
+    expect(page.locator("#preview-info")).to_contain_text("6 frames at 24 fps", timeout=120_000)
+    expect(page.locator("#preview-info")).to_contain_text("the mask (red) over the driving video")
+    expect(page.locator("#skeleton-video video")).to_be_visible()
+
+    folder = Path(os.environ.get("APP_SCREENSHOTS", tmp_path))
+    folder.mkdir(parents=True, exist_ok=True)
+    for mode, seed, size in (("replace", 11, "64×112"), ("animate", 12, "64×96")):  # the dance's frame, the character's
+        page.locator("#mode").get_by_text(mode, exact=True).click()
+        page.locator("#seed input").fill(str(seed))
+        page.locator("#animate").click()
+        expect(page.locator("#result-info")).to_contain_text(
+            f"6 frames at 24 fps, {size}, seed {seed}", timeout=300_000
+        )
+        expect(page.locator("#result video")).to_be_visible()
+        page.screenshot(path=folder / f"wan_{mode}.png", full_page=True)
+        print(f"screenshot: {folder / f'wan_{mode}.png'}")

@@ -11,15 +11,9 @@ import torch
 from PIL import Image
 
 from animate.architecture import build_pipeline
+from animate.engines.animate_anyone import generate_video, prepare_skeletons
 from animate.export import read_settings
-from animate.generate import (
-    GenerationCancelled,
-    GenerationSettings,
-    generate_video,
-    load_model,
-    output_size,
-    prepare_skeletons,
-)
+from animate.generate import GenerationCancelled, GenerationSettings, load_model, output_size
 from conftest import ROOT
 from pose.video import probe_video
 
@@ -66,7 +60,7 @@ def test_cli_generates_an_mp4_with_the_driving_audio(tiny_model, dance_clip, med
 
 
 def test_a_skeleton_video_is_used_as_it_is(tiny_model, media_dir, tmp_path):
-    pipeline, files = load_model(tiny_model, "cpu", torch.float32)
+    pipeline, files = load_model(tiny_model, torch.float32)
     pipeline.set_progress_bar_config(disable=True)
     character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=1, max_frames=6, seed=3, short_side=64)
@@ -83,7 +77,7 @@ def test_a_skeleton_video_is_used_as_it_is(tiny_model, media_dir, tmp_path):
 
 
 def test_asking_for_more_frames_than_the_clip_has_is_a_warning_not_a_crash(tiny_model, media_dir, tmp_path):
-    pipeline, files = load_model(tiny_model, "cpu", torch.float32)
+    pipeline, files = load_model(tiny_model, torch.float32)
     pipeline.set_progress_bar_config(disable=True)
     character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=1, max_frames=1000, stride=8, short_side=64)
@@ -95,7 +89,7 @@ def test_asking_for_more_frames_than_the_clip_has_is_a_warning_not_a_crash(tiny_
 
 
 def test_cancelling_writes_nothing_and_keeps_an_earlier_result(tiny_model, media_dir, tmp_path):
-    pipeline, files = load_model(tiny_model, "cpu", torch.float32)
+    pipeline, files = load_model(tiny_model, torch.float32)
     pipeline.set_progress_bar_config(disable=True)
     character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
     settings = GenerationSettings(steps=4, max_frames=6, short_side=64)

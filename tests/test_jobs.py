@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from animate.engines.animate_anyone import AnimateAnyoneEngine, write_preview
 from animate.generate import GenerationCancelled, GenerationSettings
 from animate.jobs import (
     JobBusyError,
@@ -19,9 +20,10 @@ from animate.jobs import (
     clip_frames,
     new_job_id,
     result_name,
-    write_preview,
 )
 from pose.video import VideoInfo, probe_video, read_frames
+
+ENGINE = AnimateAnyoneEngine()
 
 
 def video_info(duration: float, fps: float) -> VideoInfo:
@@ -144,24 +146,24 @@ def dance_1s(media_dir, tmp_path_factory):
 def test_pose_cache_reuses_extracted_poses_for_the_same_video_and_options(tmp_path, dance_1s, media_dir):
     cache = PoseCache(tmp_path / "weights")  # no DWPose there: MediaPipe
     character = np.asarray(Image.open(media_dir / "ref_hero.png").convert("RGB"))
-    first, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=8))
+    first, reused = ENGINE.prepare(character, dance_1s, 64, 112, GenerationSettings(max_frames=8), cache)
     assert not reused and len(first.frames) == 8 and first.frames[0].shape == (112, 64, 3)
-    shorter, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=5))
+    shorter, reused = ENGINE.prepare(character, dance_1s, 64, 112, GenerationSettings(max_frames=5), cache)
     assert reused and len(shorter.frames) == 5
     eight, _ = cache.driving_poses(dance_1s, GenerationSettings(max_frames=8))
     five, reused = cache.driving_poses(dance_1s, GenerationSettings(max_frames=5))
     assert reused and all(frame is cached for frame, cached in zip(five.frames, eight.frames[:5], strict=True))
-    _, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=5, hands=False))
+    _, reused = ENGINE.prepare(character, dance_1s, 64, 112, GenerationSettings(max_frames=5, hands=False), cache)
     assert not reused  # other pose options: extracted again
-    _, reused = cache.skeletons(character, dance_1s, 64, 112, GenerationSettings(max_frames=12))
+    _, reused = ENGINE.prepare(character, dance_1s, 64, 112, GenerationSettings(max_frames=12), cache)
     assert not reused  # more frames than were extracted
 
 
 def test_preview_of_a_skeleton_video_writes_its_frames_and_an_overlay(tmp_path, media_dir):
     cache = PoseCache(tmp_path / "weights")
     character = np.asarray(Image.open(media_dir / "ref_anime.png").convert("RGB"))
-    skeletons, reused = cache.skeletons(
-        character, media_dir / "dance_kps.mp4", 512, 680, GenerationSettings(max_frames=6)
+    skeletons, reused = ENGINE.prepare(
+        character, media_dir / "dance_kps.mp4", 512, 680, GenerationSettings(max_frames=6), cache
     )
     assert skeletons.source == "skeleton video" and not reused
     path, overlay = write_preview(character, skeletons, tmp_path)

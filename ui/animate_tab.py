@@ -17,20 +17,20 @@ import torch
 
 import pose
 from animate.checkpoints import CheckpointError
-from animate.device import PRECISIONS, select_device, select_dtype
+from animate.device import PRECISIONS, select_device
+from animate.engines.animate_anyone import SCHEDULERS, AnimateAnyoneEngine
 from animate.examples import EXAMPLES_DIR
 from animate.generate import (
-    SCHEDULERS,
+    MODES,
     GenerationCancelled,
     GenerationSettings,
-    generate_video,
+    engine_for,
     model_defaults,
-    output_size,
     unusual_settings,
 )
-from animate.inputs import NUMBERS, check_choice, check_flag, check_number
-from animate.jobs import clip_frames, new_job_id, result_name, write_preview
-from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, is_large, out_of_memory_message
+from animate.inputs import NUMBERS, check_choice, check_flag, check_number, check_text
+from animate.jobs import clip_frames, new_job_id, result_name
+from animate.memory import MEMORY_MODES, choose_memory_mode, describe_device, out_of_memory_message
 from animate.weights import list_models
 from ui.common import (
     LIMITS,
@@ -181,43 +181,48 @@ def change_stride(driving_video, clip_unit: str, clip_length: float, frame_strid
 
 
 @user_errors
-def describe_size(character, resolution: float):
+def describe_size(character, resolution: float, model: str | None, driving_video, mode: str):
     """The exact output size under the slider, and whether it is within this app's limit."""
     try:
         image = pose.read_image(path_of(character)) if character is not None else None
-    except ValueError:
-        image = None
+        info = pose.probe_video(path_of(driving_video)) if driving_video is not None else None
+        engine = engine_for(find_model(model)) if model else AnimateAnyoneEngine()
+    except (ValueError, UserError):
+        image = info = None
     if image is None:
-        return gr.update(info="The short side of the video; the character's aspect ratio is kept.")
-    width, height = output_size(image.shape[1], image.shape[0], int(resolution))
+        return gr.update(info="The short side of the video.")
+    video = (info.width, info.height) if info is not None else image.shape[1::-1]
+    settings = GenerationSettings(short_side=int(resolution), mode=mode if mode in MODES else "animate")
+    width, height = engine.output_size(image.shape[1::-1], video, settings)
     over = " That is over this app's limit: choose a smaller size." if width * height > LIMITS.max_pixels else ""
-    return gr.update(info=f"Output {width}×{height} px: the character's aspect ratio is kept.{over}")
+    return gr.update(info=f"Output {width}×{height} px.{over}")
 
 
-PREFERRED = ("steps", "guidance", "short_side", "hands", "face", "context_frames", "context_overlap")
-
-
-def preferred_settings(entry) -> dict:
-    """The model's own defaults over the generation defaults (hands and face on, windows of 24 overlapping by 4)."""
-    return {**asdict(GenerationSettings()), **model_defaults(entry)}
+PREFERRED = (
+    "steps", "guidance", "short_side", "hands", "face", "context_frames", "context_overlap", "segment_frames"
+)  # fmt: skip
 
 
 @user_errors
 def select_model(model: str | None):
-    """What the model is and where it runs, and the settings it works best with (its generation_defaults.json):
-    steps, guidance, size, the skeleton parts it was trained with, and its window."""
+    """What the model is and where it runs, the settings it works best with (its engine's and its
+    generation_defaults.json: steps, guidance, size, the skeleton parts it was trained with, its window or segment),
+    and the controls of its engine: the windows and sampler of Animate Anyone, or Wan-Animate's mode, segment, prompt
+    and frame rate."""
     if not model:
-        return "No model is ready yet: see the Models tab.", *[gr.skip()] * 7
+        return "No model is ready yet: see the Models tab.", *[gr.skip()] * (len(PREFERRED) + 2)
     entry = find_model(model)
-    defaults = preferred_settings(entry)
+    engine = engine_for(entry)
+    defaults = model_defaults(entry)
     device = select_device()
-    dtype = str(select_dtype(device, large_model=is_large(entry.path))).removeprefix("torch.")
+    dtype = str(engine.dtype(device, "auto", entry.path)).removeprefix("torch.")
     steps = f"{defaults['steps']} step{'' if defaults['steps'] == 1 else 's'}"
     text = (
         f"{entry.description}. Runs on **{describe_device(device)}** (auto precision: {dtype}). Its defaults: "
         f"{steps}, guidance {defaults['guidance']}, short side {defaults['short_side']} px."
     )
-    return text, *[defaults[name] for name in PREFERRED]
+    windows, wan = gr.update(visible="context_frames" in engine.settings), gr.update(visible="mode" in engine.settings)
+    return text, *[defaults[name] for name in PREFERRED], windows, wan
 
 
 def refresh_models(current: str | None):
@@ -237,35 +242,41 @@ def preview(
     clip_length: float = 0,
     clip_unit: str = "seconds",
     frame_stride: float = 1,
+    model: str | None = None,
+    mode: str = "animate",
     request: gr.Request = None,
     progress=PROGRESS,
 ):
-    """The skeletons the model will follow, as a video and one frame over the character (poses kept for Animate)."""
+    """What the model will follow (the skeletons; for Wan-Animate also the face crops and, in replace mode, the mask),
+    as a video and one picture over the character; the poses are kept for Animate. Without a model: as Animate
+    Anyone models see it."""
     options = pose_options(pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride)
+    mode = check_choice("Mode", mode, MODES)
     image, driving_video, info = load_inputs(character, driving_video)
-    settings, note = settings_from(info, options)
-    LIMITS.check_job(*pose.skeleton_size(image.shape[1], image.shape[0]), frames_to_make(info, settings), 512, info.fps)
+    engine = engine_for(find_model(model)) if model is not None else AnimateAnyoneEngine()
+    settings, note = settings_from(info, options, mode=mode)
+    width, height = engine.preview_size(image.shape[1::-1], (info.width, info.height))
+    LIMITS.check_job(width, height, frames_to_make(info, settings), 512, info.fps)
     job = start_job(request, "preview")
     started, report = time.monotonic(), progress_callback(progress)
     try:
-        width, height = pose.skeleton_size(image.shape[1], image.shape[0])  # DWPose's drawing size: short side 512
-        skeletons, reused = poses.skeletons(image, driving_video, width, height, settings, report, job.cancel)
-        video, overlay = write_preview(image, skeletons, job.folder, report, job.cancel)
+        conditioning, reused = engine.prepare(image, driving_video, width, height, settings, poses, report, job.cancel)
+        video, picture, notes = engine.preview(image, conditioning, job.folder, report, job.cancel)
     except GenerationCancelled:
         return None, None, stopped_message(job, "preview")
     finally:
         jobs.finish(job)
-    if skeletons.source == "skeleton video":
+    if conditioning.source == "skeleton video":
         how = "read from the skeleton video"
     else:
         how = "reused from the last extraction" if reused else f"extracted with {poses.backend(settings.backend)}"
     seconds = time.monotonic() - started
     text = (
-        f"{len(skeletons.frames)} skeleton frames at {skeletons.fps:g} fps, {how} in {seconds:.1f} s. "
-        "Animate reuses them while the inputs and pose options stay the same."
+        f"{len(conditioning)} frames at {conditioning.fps:g} fps, poses {how}, in {seconds:.1f} s. "
+        "Animate reuses the poses while the inputs and pose options stay the same."
     )
-    notes = [note, *skeletons.warnings]
-    return str(video), overlay, "\n".join([text, *[f"- {warning}" for warning in filter(None, notes)]])
+    notes = [note, *notes, *conditioning.warnings]
+    return str(video), picture, "\n".join([text, *[f"- {line}" for line in filter(None, notes)]])
 
 
 def stopped_message(job, kind: str) -> str:
@@ -317,6 +328,10 @@ def animate(
     scheduler: str = "ddim",
     precision: str = "auto",
     memory_mode: str = "auto",
+    mode: str = "animate",
+    segment_length: float = 77,
+    prompt: str = "",
+    output_fps: float = 0,
     job_id: str | None = None,
     request: gr.Request = None,
     progress=PROGRESS,
@@ -334,6 +349,10 @@ def animate(
         "context_frames": check_number("window_size", window_size),
         "context_overlap": check_number("window_overlap", window_overlap),
         "scheduler": check_choice("Scheduler", scheduler, SCHEDULERS),
+        "mode": check_choice("Mode", mode, MODES),
+        "segment_frames": check_number("segment_frames", segment_length),
+        "prompt": check_text("Prompt", prompt, 500),
+        "fps": check_number("output_fps", output_fps),
     }
     precision = check_choice("Precision", precision, ["auto", *PRECISIONS])
     memory_mode = check_choice("Memory mode", memory_mode, ["auto", *MEMORY_MODES])
@@ -342,20 +361,25 @@ def animate(
     image, driving_video, info = load_inputs(character, driving_video)
     entry = find_model(model)
     settings, note = settings_from(info, options, **generation)
-    width, height = output_size(image.shape[1], image.shape[0], settings.short_side)
-    LIMITS.check_job(width, height, frames_to_make(info, settings), settings.short_side, info.fps / settings.stride)
+    engine = engine_for(entry)
+    width, height = engine.output_size(image.shape[1::-1], (info.width, info.height), settings)
+    fps = info.fps / settings.stride
+    frames = frames_to_make(info, settings)
+    if settings.fps and "fps" in engine.settings:  # resampled to another frame rate: as many seconds, other frames
+        frames, fps = round(frames * settings.fps / fps), settings.fps
+    LIMITS.check_job(width, height, frames, settings.short_side, fps)
     unusual = unusual_settings(entry.name, model_defaults(entry), settings.steps, settings.guidance)
 
     # 2. Poses, a turn on the GPU, generation.
     job = start_job(request, "animation", job_id)
     started, report = time.monotonic(), progress_callback(progress)
     try:
-        skeletons, reused = poses.skeletons(image, driving_video, width, height, settings, report, job.cancel)
+        conditioning, reused = engine.prepare(image, driving_video, width, height, settings, poses, report, job.cancel)
         jobs.wait_for_gpu(job, report)
         try:
             output = job.folder / result_name(path_of(character), driving_video, settings.seed)
             result, fit = generate_on_gpu(
-                job.id, image, skeletons, settings, entry, precision, memory_mode, driving_video, output, progress
+                job.id, image, conditioning, settings, entry, precision, memory_mode, driving_video, output, progress
             )
         finally:
             jobs.gpu.release()
@@ -376,18 +400,21 @@ def animate(
 
 
 @on_gpu
-def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, memory_mode, driving_video, output, progress):
+def generate_on_gpu(job_id, image, conditioning, settings, entry, precision, memory_mode, driving_video, output,
+                    progress):  # fmt: skip
     """The part that needs the GPU: the model (kept loaded between jobs, placed in the memory mode that fits this
     job) and the denoising. Returns the result and the memory mode's `Fit`."""
     job = jobs.get(job_id)  # None in a ZeroGPU worker process, which cannot be cancelled from here
     report = progress_callback(progress)
+    engine = engine_for(entry)
     device = select_device()
-    dtype = select_dtype(device, precision, large_model=is_large(entry.path))
-    height, width = skeletons.frames[0].shape[:2]
+    dtype = engine.dtype(device, precision, entry.path)
+    width, height = conditioning.size
+    window = engine.memory_window(settings)
 
     def choose(sizes: dict[str, int]):
         guided = settings.guidance > 1
-        return choose_memory_mode(memory_mode, sizes, device, settings.context_frames, width, height, dtype, guided)
+        return choose_memory_mode(memory_mode, sizes, device, window, width, height, dtype, guided)
 
     report(0, f"Loading {entry.name} on {device.type}")
     try:
@@ -401,10 +428,10 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, memory
             "or export it again from its training run."
         ) from error
     try:
-        result = generate_video(
+        result = engine.generate(
             pipeline,
             image,
-            skeletons,
+            conditioning,
             output,
             settings,
             driving_video=driving_video,
@@ -415,7 +442,7 @@ def generate_on_gpu(job_id, image, skeletons, settings, entry, precision, memory
         )
     except torch.cuda.OutOfMemoryError as error:  # nothing was written: export_video writes its file at the end
         torch.cuda.empty_cache()
-        raise ValueError(out_of_memory_message(fit.mode, settings.context_frames, width, height)) from error
+        raise ValueError(out_of_memory_message(fit.mode, window, width, height)) from error
     return result, fit
 
 
@@ -450,7 +477,8 @@ def slider(name: str, value: float, **options) -> gr.Slider:
 def build(demo: gr.Blocks, tab: gr.Tab) -> None:
     choices = model_choices()
     first = next((value for _, value in choices), None)
-    defaults = preferred_settings(find_model(first)) if first else {**asdict(GenerationSettings()), "short_side": 512}
+    defaults = model_defaults(find_model(first)) if first else {**asdict(GenerationSettings()), "short_side": 512}
+    first_engine = engine_for(find_model(first)) if first else AnimateAnyoneEngine()
     job_id = gr.State(None)
     history = gr.BrowserState([], storage_key="animate-anyone-results")
     with gr.Row(equal_height=False):
@@ -471,7 +499,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                 )
             video_info = gr.Markdown(elem_id="video-info")
             with gr.Row():
-                model = gr.Dropdown(choices, value=first, label="Model", allow_custom_value=True, scale=5)
+                model = gr.Dropdown(
+                    choices, value=first, label="Model", allow_custom_value=True, scale=5, elem_id="model"
+                )
                 refresh = gr.Button("↻", scale=0, min_width=48)
             model_info = gr.Markdown(label="Model description")
             with gr.Group():
@@ -500,16 +530,52 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                     resolution = slider("resolution", defaults["short_side"], step=8, elem_id="resolution")
                     frame_stride = slider("frame_stride", 1, step=1, info="use every n-th driving frame")
                 with gr.Row():
-                    seed = gr.Number(-1, precision=0, label="Seed (-1: random)")
+                    seed = gr.Number(-1, precision=0, label="Seed (-1: random)", elem_id="seed")
                     side_by_side = gr.Checkbox(value=False, label="Side-by-side video: character | skeleton | result")
-            with gr.Accordion("Advanced", open=False):
+            with gr.Group(visible="mode" in first_engine.settings, elem_id="wan-settings") as wan_settings:
                 with gr.Row():
+                    mode = gr.Radio(
+                        list(MODES),
+                        value="animate",
+                        label="Mode",
+                        info="animate: the character moves in a new video · replace: the character takes the place "
+                        "of the person in the driving video",
+                        elem_id="mode",
+                    )
+                    segment_length = slider(
+                        "segment_frames",
+                        defaults["segment_frames"],
+                        step=4,
+                        info="frames per generated segment (4n+1); each continues from the last",
+                        elem_id="segment-length",
+                    )
+                with gr.Row():
+                    prompt = gr.Textbox(
+                        "",
+                        label="Prompt (optional)",
+                        placeholder="the official default prompt",
+                        scale=3,
+                        elem_id="prompt",
+                    )
+                    output_fps = slider(
+                        "output_fps",
+                        0,
+                        step=1,
+                        info="the same duration at another frame rate (trained at 30)",
+                        elem_id="output-fps",
+                    )
+            with gr.Accordion("Advanced", open=False):
+                with gr.Row(visible="context_frames" in first_engine.settings) as window_settings:
                     window_size = slider(
-                        "window_size", defaults["context_frames"], step=1, info="frames the motion modules see at once"
+                        "window_size",
+                        defaults["context_frames"],
+                        step=1,
+                        info="frames the motion modules see at once",
+                        elem_id="window-size",
                     )
                     window_overlap = slider("window_overlap", defaults["context_overlap"], step=1)
-                with gr.Row():
                     scheduler = gr.Dropdown(list(SCHEDULERS), value="ddim", label="Scheduler")
+                with gr.Row():
                     precision = gr.Radio(
                         ["auto", *PRECISIONS],
                         value="auto",
@@ -539,11 +605,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         with gr.Column(scale=5):
             with gr.Row():
                 skeleton_video = gr.Video(
-                    label="Skeleton the model will follow", height=320, interactive=False, elem_id="skeleton-video"
+                    label="What the model will follow", height=320, interactive=False, elem_id="skeleton-video"
                 )
-                overlay = gr.Image(
-                    label="Skeleton over the character", height=320, interactive=False, elem_id="overlay"
-                )
+                overlay = gr.Image(label="Over the character", height=320, interactive=False, elem_id="overlay")
             preview_info = gr.Markdown(label="Preview notes", elem_id="preview-info")
             result = gr.Video(label="Result", height=420, interactive=False, elem_id="result")
             with gr.Row():
@@ -566,9 +630,9 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         change_stride, clip_inputs, clip_length, api_name="frame_stride", show_progress="hidden", **UI_ONLY
     )
     gr.on(
-        [character.change, resolution.change],
+        [character.change, resolution.change, model.change, driving_video.change, mode.change],
         describe_size,
-        [character, resolution],
+        [character, resolution, model, driving_video, mode],
         resolution,
         api_name="describe_size",
         trigger_mode="always_last",
@@ -576,13 +640,13 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         show_progress="hidden",
         **UI_ONLY,
     )
-    preferred = [steps, guidance, resolution, hands, face, window_size, window_overlap]
-    model.change(select_model, model, [model_info, *preferred], api_name="select_model")
+    preferred = [steps, guidance, resolution, hands, face, window_size, window_overlap, segment_length]
+    model.change(select_model, model, [model_info, *preferred, window_settings, wan_settings], api_name="select_model")
     gr.on([refresh.click, tab.select], refresh_models, model, model, api_name="list_models")  # new exports show up
     pose_inputs = [pose_backend, alignment, hands, face, clip_length, clip_unit, frame_stride]
     previewing = preview_button.click(
         preview,
-        [character, driving_video, *pose_inputs],
+        [character, driving_video, *pose_inputs, model, mode],
         [skeleton_video, overlay, preview_info],
         api_name="preview",
         concurrency_id="pose",
@@ -604,6 +668,10 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         scheduler,
         precision,
         memory_mode,
+        mode,
+        segment_length,
+        prompt,
+        output_fps,
     ]
     animate_inputs = [character, driving_video, model, pose_backend, alignment, hands, face, *generation, job_id]
     checked = animate_button.click(

@@ -1,0 +1,1 @@
+"""The generation engines: one module each, behind the `animate.generate.Engine` interface."""
