@@ -91,14 +91,14 @@ def wholebody_to_wan(kp2ds: np.ndarray, width: int, height: int) -> WanPose:
     """Wan's pose of one person from their 133 COCO-WholeBody points `kp2ds` (133, 3), in pixels of the image.
 
     As Wan's `load_pose_metas_from_kp2ds_seq` builds it: the neck is the shoulders' midpoint and each toe the
-    midpoint of the big and small toe, confidences averaged the same way.
+    midpoint of the big and small toe, confidences averaged the same way (of the toes found: see `_found_mean`).
     """
     kp2ds = np.asarray(kp2ds, dtype=np.float64)
     body = np.empty((NUM_WAN_BODY, 3))
     body[:NUM_BODY] = kp2ds[list(BODY_FROM_COCO)]  # the neck's -1 picks a placeholder, replaced on the next line
     body[NECK] = kp2ds[[COCO_LEFT_SHOULDER, COCO_RIGHT_SHOULDER]].mean(axis=0)
-    body[L_TOE] = kp2ds[list(COCO_LEFT_TOES)].mean(axis=0)
-    body[R_TOE] = kp2ds[list(COCO_RIGHT_TOES)].mean(axis=0)
+    body[L_TOE] = _found_mean(kp2ds[list(COCO_LEFT_TOES)])
+    body[R_TOE] = _found_mean(kp2ds[list(COCO_RIGHT_TOES)])
     return WanPose(
         body=body,
         left_hand=kp2ds[WHOLEBODY_LEFT_HAND].copy(),
@@ -107,6 +107,13 @@ def wholebody_to_wan(kp2ds: np.ndarray, width: int, height: int) -> WanPose:
         width=width,
         height=height,
     )
+
+
+def _found_mean(points: np.ndarray) -> np.ndarray:
+    """The mean of the points that were found (confidence above 0), as Wan averages a foot's two toes; DWPose finds
+    both, MediaPipe only the big toe (its foot index), whose half with a small toe at (0, 0) would be no toe at all."""
+    found = points[points[:, 2] > 0]
+    return found.mean(axis=0) if len(found) else np.zeros(3)
 
 
 def draw_wan_pose(canvas: np.ndarray | tuple[int, int], pose: WanPose, threshold: float = 0.5) -> np.ndarray:

@@ -74,6 +74,21 @@ def test_wholebody_to_wan_matches_the_official_metas(root, template):
             np.testing.assert_allclose(part / to_unit, expected[f"{i}_{key}"], rtol=0, atol=1e-6, err_msg=key)
 
 
+def test_a_toe_is_the_mean_of_the_toes_found():
+    """MediaPipe finds only the big toe (its foot index): the toe is that point, not its midpoint with (0, 0)."""
+    from pose.keypoints import NUM_WHOLEBODY, WHOLEBODY_FEET
+
+    points = np.zeros((NUM_WHOLEBODY, 3))
+    feet = np.zeros((6, 3))
+    feet[0] = feet[3] = (100, 200, 0.9)  # big toes found, small toes not
+    feet[1] = (0, 0, 0)
+    feet[4] = (120, 210, 0.7)  # the right foot's small toe found too
+    points[WHOLEBODY_FEET] = feet
+    pose = wholebody_to_wan(points, 640, 480)
+    np.testing.assert_allclose(pose.body[18], (100, 200, 0.9))
+    np.testing.assert_allclose(pose.body[19], (110, 205, 0.8))
+
+
 @pytest.mark.parametrize("frame", FRAMES)
 def test_conditioning_image_matches_the_official_drawing(root, template, frame):
     # Frame 2 has lost its right hand, frame 3 its left elbow and wrist (0.3 < 0.5), frame 4 is unsure of its feet.
