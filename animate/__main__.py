@@ -62,6 +62,12 @@ def main(argv: list[str] | None = None) -> int:
     wan.add_argument(
         "--fps", type=float, help="output fps: the driving video resampled to it, same duration (default: its own)"
     )
+    wan.add_argument(
+        "--quantize",
+        choices=["none", "int8"],
+        default="none",
+        help="int8: the transformer's weights in 8 bits (torchao), about half the memory",
+    )
     batch = commands.add_parser(
         "batch",
         help="the jobs of a JSON-lines file, split across processes and GPUs by `accelerate launch -m animate batch`",
@@ -116,6 +122,7 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
         segment_frames=args.segment_frames or defaults["segment_frames"],
         prompt=args.prompt,
         fps=args.fps or 0.0,
+        quantize=args.quantize,
     )
     # The same ranges as the app's controls and API (animate.inputs); the host limits are the app's alone.
     checked = {"steps": settings.steps, "guidance": settings.guidance, "seed": settings.seed,
@@ -136,19 +143,23 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
     driving = args.pose_video or args.video
     info = pose.probe_video(driving)
     engine = engine_for(model)
+    given = [flag for flag, value in (("--mode", args.mode != "animate"), ("--segment-frames", args.segment_frames),
+                                      ("--prompt", args.prompt), ("--fps", args.fps)) if value]  # fmt: skip
+    if given and "mode" not in engine.settings:
+        say(f"warning: {', '.join(given)} apply to Wan-Animate models only; {model_name} ignores them.")
     width, height = engine.output_size(character.shape[1::-1], (info.width, info.height), settings)
 
     device = device or select_device(args.device)
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     dtype = engine.dtype(device, args.precision, folder)
     requested = "model-offload" if args.offload else args.memory_mode
+    window, knob = engine.memory_window(settings), engine.memory_knob(settings)
 
     def choose(sizes: dict[str, int]):
         guided = settings.guidance > 1
-        window = engine.memory_window(settings)
-        return choose_memory_mode(requested, sizes, device, window, width, height, dtype, guided)
+        return choose_memory_mode(requested, sizes, device, window, width, height, dtype, guided, knob)
 
-    pipeline, model_files, fit = loaded.get(model, device, dtype, choose)
+    pipeline, model_files, fit = loaded.get(model, device, dtype, choose, settings.quantize)
     say(f"Model: {model} on {describe_device(device)} ({str(dtype).removeprefix('torch.')}, memory mode {fit.mode})")
     if fit.warning:
         say(f"warning: {fit.warning}")
@@ -170,7 +181,7 @@ def _generate(args: argparse.Namespace, loaded: LoadedModel, progress=None, devi
         )
     except torch.cuda.OutOfMemoryError as error:
         torch.cuda.empty_cache()
-        raise ValueError(out_of_memory_message(fit.mode, engine.memory_window(settings), width, height)) from error
+        raise ValueError(out_of_memory_message(fit.mode, window, width, height, knob)) from error
     for warning in result.warnings:
         say(f"\nwarning: {warning}", end="")
     say(

@@ -44,6 +44,8 @@ class GenerationCancelled(Exception):
 
 
 MODES = ("animate", "replace")  # Wan-Animate's: the character in a new video, or into the driving video
+# Weights stored in 8 bits (torchao's int8 weight-only quantization of the transformer): about half the memory.
+QUANTIZATIONS = ("none", "int8")
 
 
 @dataclass
@@ -67,6 +69,7 @@ class GenerationSettings:
     segment_frames: int = 77  # frames per generated segment (4n + 1), the official default
     prompt: str = ""  # optional text; the official default prompt is used when empty
     fps: float = 0.0  # output frame rate: 0 keeps the driving video's; another resamples its frames (see README)
+    quantize: str = "none"  # one of QUANTIZATIONS: "int8" keeps the transformer's weights in 8 bits
 
 
 @dataclass
@@ -145,8 +148,9 @@ class Engine(Protocol):
     def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
         """The precision a model in `folder` runs in on `device` ("auto" or one of animate.device.PRECISIONS)."""
 
-    def load(self, model: ModelEntry | Path, dtype: torch.dtype) -> tuple[object, list[Path]]:
-        """The pipeline on the CPU in `dtype` (animate.memory places it), and the files its weights came from."""
+    def load(self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none") -> tuple[object, list[Path]]:
+        """The pipeline on the CPU in `dtype` (animate.memory places it), and the files its weights came from.
+        `quantize`: one of QUANTIZATIONS, for engines that offer it."""
 
     def prepare(
         self,
@@ -187,6 +191,10 @@ class Engine(Protocol):
     def memory_window(self, settings: GenerationSettings) -> int:
         """Frames whose activations are on the GPU at once (for animate.memory's estimate)."""
 
+    def memory_knob(self, settings: GenerationSettings) -> str:
+        """The settings to lower first when the GPU runs out of memory, as a phrase: "the window (now 24 frames;
+        Advanced)"."""
+
 
 def engine_for(model: ModelEntry | str | os.PathLike) -> Engine:
     """The engine a list entry or a model folder belongs to: Wan-Animate for a saved WanAnimatePipeline, Animate
@@ -219,9 +227,11 @@ def model_defaults(model: ModelEntry | str | os.PathLike) -> dict:
     return defaults
 
 
-def load_model(model: ModelEntry | str | os.PathLike, dtype: torch.dtype) -> tuple[object, list[Path]]:
+def load_model(
+    model: ModelEntry | str | os.PathLike, dtype: torch.dtype, quantize: str = "none"
+) -> tuple[object, list[Path]]:
     """The model's pipeline on the CPU and its weight files, through its engine."""
-    return engine_for(model).load(model if isinstance(model, ModelEntry) else Path(model), dtype)
+    return engine_for(model).load(model if isinstance(model, ModelEntry) else Path(model), dtype, quantize)
 
 
 def unusual_settings(model_name: str, defaults: dict, steps: int, guidance: float) -> list[str]:

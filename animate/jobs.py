@@ -328,18 +328,19 @@ class LoadedModel:
         device: torch.device,
         dtype: torch.dtype,
         choose: Callable[[dict[str, int]], Fit] | None = None,
+        quantize: str = "none",
     ) -> tuple[object, list[Path], Fit | None]:
-        """The pipeline of a `list_models` entry or a model folder, its weight files, and the memory mode it runs in
-        (None: all on the device, unchosen)."""
+        """The pipeline of a `list_models` entry or a model folder (its weights quantized as `quantize` says), its
+        weight files, and the memory mode it runs in (None: all on the device, unchosen)."""
         folder = model.path if isinstance(model, ModelEntry) else Path(model)
         marker = folder / "model_index.json"
         files = [marker] if marker.is_file() else sorted(folder.glob("*.pth"))
         stamp = tuple((file.name, file.stat().st_mtime_ns) for file in files)
-        key = (str(folder), getattr(model, "kind", "folder"), stamp, str(device), str(dtype))
+        key = (str(folder), getattr(model, "kind", "folder"), stamp, str(device), str(dtype), quantize)
         with self._lock:
             if key != self._key:
                 self._free()
-                pipeline, model_files = load_model(model, dtype)
+                pipeline, model_files = load_model(model, dtype, quantize)
                 self._key, self._loaded = key, (pipeline, model_files, weight_sizes(pipeline), None)
             pipeline, model_files, sizes, placed = self._loaded
             fit = choose(sizes) if choose is not None else None
@@ -347,7 +348,7 @@ class LoadedModel:
             if placed not in (None, mode):  # offloading hooks are not undone: the models are loaded afresh
                 pipeline = None
                 self._free()
-                pipeline, model_files = load_model(model, dtype)
+                pipeline, model_files = load_model(model, dtype, quantize)
             if placed != mode:
                 pipeline = apply_memory_mode(pipeline, mode, device)
                 pipeline.set_progress_bar_config(disable=True)  # the app reports progress itself

@@ -78,10 +78,17 @@ def is_large(folder: Path) -> bool:
 def weight_sizes(pipeline) -> dict[str, int]:
     """Bytes of each model of the pipeline, as loaded."""
     return {
-        name: sum(tensor.numel() * tensor.element_size() for tensor in [*model.parameters(), *model.buffers()])
+        name: sum(_bytes(tensor) for tensor in [*model.parameters(), *model.buffers()])
         for name, model in pipeline.components.items()
         if isinstance(model, torch.nn.Module)
     }
+
+
+def _bytes(tensor: torch.Tensor) -> int:
+    # A torchao-quantized weight reports its original dtype; what it holds is its 8-bit data and scales.
+    if hasattr(tensor, "qdata") and hasattr(tensor, "scale"):
+        return _bytes(tensor.qdata) + _bytes(tensor.scale)
+    return tensor.numel() * tensor.element_size()
 
 
 def activation_bytes(frames: int, width: int, height: int, dtype: torch.dtype, guidance: bool) -> int:
@@ -107,10 +114,12 @@ def choose_memory_mode(
     height: int,
     dtype: torch.dtype,
     guidance: bool,
+    knob: str | None = None,
 ) -> Fit:
     """The mode to run in: `requested` itself, or for "auto" the fastest that fits the device's free memory, for the
     models of these `sizes` (`weight_sizes`) and one window of `window` frames at width x height. The warning says
-    what to lower when even the lowest mode will not fit (the job still runs: the estimate is rough)."""
+    what to lower when even the lowest mode will not fit (the job still runs: the estimate is rough): `knob`, the
+    engine's setting that sizes the activations (default: the window of `window` frames), then the output size."""
     if requested not in ("auto", *MEMORY_MODES):
         raise ValueError(f"Unknown memory mode {requested!r}. Use auto, {', '.join(MEMORY_MODES)}.")
     activations = activation_bytes(window, width, height, dtype, guidance)
@@ -121,19 +130,23 @@ def choose_memory_mode(
     free = memory[0]
     if requested != "auto":
         needed = estimated_peak(requested, sizes, activations)
-        warning = "" if needed <= free else _too_big(requested, needed, free, window)
+        warning = "" if needed <= free else _too_big(requested, needed, free, knob or _window(window))
         return Fit(requested, needed, free, warning)
     for mode in MEMORY_MODES:
         needed = estimated_peak(mode, sizes, activations)
         if needed <= free:
             return Fit(mode, needed, free)
-    return Fit("lowest", needed, free, _too_big("lowest", needed, free, window))
+    return Fit("lowest", needed, free, _too_big("lowest", needed, free, knob or _window(window)))
 
 
-def _too_big(mode: str, needed: int, free: int, window: int) -> str:
+def _window(frames: int) -> str:
+    return f"the window (now {frames} frames; Advanced)"
+
+
+def _too_big(mode: str, needed: int, free: int, knob: str) -> str:
     return (
         f"This job needs about {gib(needed)} of GPU memory in memory mode {mode}, and {gib(free)} is free: it may run "
-        f"out. Lower the window ({window} frames now; Advanced), the output size, or choose memory mode lowest."
+        f"out. Lower {knob}, the output size, or choose memory mode lowest."
     )
 
 
@@ -156,9 +169,10 @@ def apply_memory_mode(pipeline, mode: str, device: torch.device):
     return pipeline
 
 
-def out_of_memory_message(mode: str, window: int, width: int, height: int) -> str:
-    """What to lower after a CUDA out-of-memory error, in the order that costs the result least."""
-    lower = [f"the window (now {window} frames; Advanced)", f"the output size (now {width}×{height})"]
+def out_of_memory_message(mode: str, window: int, width: int, height: int, knob: str | None = None) -> str:
+    """What to lower after a CUDA out-of-memory error, in the order that costs the result least: `knob` (default:
+    the window of `window` frames), the output size, then the memory mode."""
+    lower = [knob or _window(window), f"the output size (now {width}×{height})"]
     if mode != "lowest":
         following = MEMORY_MODES[MEMORY_MODES.index(mode) + 1]
         lower.append(f"or choose memory mode {following} (now {mode}; Advanced)")

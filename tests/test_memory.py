@@ -22,7 +22,7 @@ def test_auto_picks_the_fastest_mode_that_fits(monkeypatch, free_gb, mode, warne
     fit = memory.choose_memory_mode("auto", SD15, torch.device("cuda"), 24, 512, 768, torch.float16, True)
     assert fit.mode == mode and bool(fit.warning) == warned
     if warned:
-        assert "Lower the window (24 frames now; Advanced)" in fit.warning
+        assert "Lower the window (now 24 frames; Advanced)" in fit.warning
     assert f"of {free_gb:.1f} GB free" in fit.describe()
 
 

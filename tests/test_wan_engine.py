@@ -244,3 +244,107 @@ def test_the_app_previews_and_animates_with_the_wan_model(client, media):  # noq
     with pytest.raises(AppError, match=r"4n\+1"):
         client.predict(character=hero, driving_video=dance, model="custom/wan-tiny", steps=1, resolution=64,
                        clip_length=6, clip_unit="frames", segment_length=8, api_name="/animate")  # fmt: skip
+
+
+def test_int8_weights_take_less_memory_and_give_nearly_the_same_frames(wan_folder, clip, poses, character):
+    """torchao's weight-only int8 on the transformer, in every memory mode (here on the CPU, where the hooks run)."""
+    from torchao.quantization import Int8Tensor
+
+    from animate.memory import _bytes, weight_sizes
+
+    chosen = settings(max_frames=5, segment_frames=5, steps=2)
+    conditioning, _ = prepare_wan(character, clip, 64, 96, chosen, poses)
+    plain = load_wan_pipeline(wan_folder, torch.bfloat16)[0]
+    quantized = load_wan_pipeline(wan_folder, torch.bfloat16, quantize="int8")[0]
+    assert isinstance(quantized.transformer.blocks[0].attn1.to_q.weight, Int8Tensor)
+    assert quantized.vae.dtype == torch.float32  # the VAE stays in fp32 either way
+    sizes = weight_sizes(plain), weight_sizes(quantized)
+    # The tiny model is mostly norms and convolutions; in the 14B one the linear layers are nearly everything.
+    assert sizes[1]["transformer"] < 0.9 * sizes[0]["transformer"] and sizes[1]["vae"] == sizes[0]["vae"]
+    linear = [
+        sum(_bytes(module.weight) for module in pipe.transformer.modules() if isinstance(module, torch.nn.Linear))
+        for pipe in (plain, quantized)
+    ]
+    assert linear[1] < 0.7 * linear[0]  # 1 byte a weight and a scale per row (rows of 8 to 32 here; 5120 in 14B)
+    with torch.inference_mode():
+        reference = torch.cat(list(denoise_segments(plain, conditioning, chosen, seed=1)))
+        for mode in ("none", "lowest"):
+            pipeline = load_wan_pipeline(wan_folder, torch.bfloat16, quantize="int8")[0]
+            pipeline = apply_memory_mode(pipeline, mode, torch.device("cpu"))
+            frames = torch.cat(list(denoise_segments(pipeline, conditioning, chosen, seed=1)))
+            assert 0 < (frames - reference).abs().max() < 0.1, mode
+
+
+def test_a_weight_missing_from_the_files_is_named(wan_folder, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from animate.checkpoints import CheckpointError
+
+    broken = tmp_path / "broken"
+    import shutil
+
+    shutil.copytree(wan_folder, broken)
+    path = broken / "transformer" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(path)
+    del weights["blocks.0.attn1.to_q.weight"]
+    save_file(weights, path)
+    with pytest.raises(CheckpointError, match=r"(?s)blocks\.0\.attn1\.to_q\.weight.*download --only wan_animate"):
+        load_wan_pipeline(broken, torch.float32)
+
+
+def test_side_by_side_and_cancel(wan_folder, clip, poses, character, tmp_path):
+    import threading
+
+    from animate.engines.wan_animate import generate_wan
+    from animate.generate import GenerationCancelled
+
+    pipeline = load_wan_pipeline(wan_folder, torch.float32)[0]
+    chosen = settings(max_frames=5, segment_frames=5, steps=1, side_by_side=True)
+    conditioning, _ = prepare_wan(character, clip, 64, 96, chosen, poses)
+    result = generate_wan(pipeline, character, conditioning, tmp_path / "wide.mp4", chosen, driving_video=clip)
+    assert (probe_video(result.path).width, probe_video(result.path).height) == (3 * 64, 96)  # character|pose|result
+    assert "context_frames" not in result.settings and result.settings["side_by_side"] is True
+
+    cancel = threading.Event()
+
+    def progress(fraction, message):
+        if message.startswith("Denoising"):
+            cancel.set()  # Cancel pressed during the first step
+
+    with pytest.raises(GenerationCancelled):
+        generate_wan(pipeline, character, conditioning, tmp_path / "cancelled.mp4", chosen, progress=progress,
+                     cancel=cancel)  # fmt: skip
+    assert not (tmp_path / "cancelled.mp4").exists()
+
+
+def test_out_of_memory_with_the_wan_model_names_its_own_settings(client, media, monkeypatch):  # noqa: F811
+    """Faked, as there is no GPU here: the sentence names the segment length and 8-bit weights, not the window."""
+    from animate.engines.wan_animate import WanAnimateEngine
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.cuda.OutOfMemoryError("CUDA out of memory. Tried to allocate 20.00 GiB")
+
+    monkeypatch.setattr(WanAnimateEngine, "generate", out_of_memory)
+    with pytest.raises(AppError) as error:
+        client.predict(character=handle_file(media["hero"]), driving_video=handle_file(media["dance"]),
+                       model="custom/wan-tiny", steps=1, resolution=64, clip_length=5, clip_unit="frames",
+                       segment_length=5, memory_mode="none", api_name="/animate")  # fmt: skip
+    assert str(error.value.message).startswith(
+        "The GPU ran out of memory. Lower the segment length (now 5 frames) or the weights' precision (8-bit "
+        "weights: int8), the output size (now 64×96), or choose memory mode model-offload (now none; Advanced)."
+    )
+
+
+def test_animate_mode_fits_the_dance_to_the_characters_body(clip, poses, character):
+    """Retargeted onto the real character image (MediaPipe on both): the first pose's head, hips and feet land near
+    the character's own (the feet once stood at mid-shin, when MediaPipe's missing small toe counted as (0, 0))."""
+    from pose.wan import wholebody_to_wan
+
+    height, width = character.shape[:2]
+    found = poses.character_pose(character, "mediapipe", True, True)
+    own = wholebody_to_wan(found.people[0].to_wholebody(width, height), width, height)
+    conditioning, _ = prepare_wan(character, clip, width, height, settings(max_frames=2, short_side=None), poses)
+    placed = conditioning.poses[0]
+    assert (placed.width, placed.height) == (width, height)
+    for joint in (0, 8, 11, 10, 13):  # nose, hips, ankles
+        assert abs(placed.body[joint, 1] - own.body[joint, 1]) < 0.1 * height, joint

@@ -22,6 +22,7 @@ from animate.engines.animate_anyone import SCHEDULERS, AnimateAnyoneEngine
 from animate.examples import EXAMPLES_DIR
 from animate.generate import (
     MODES,
+    QUANTIZATIONS,
     GenerationCancelled,
     GenerationSettings,
     engine_for,
@@ -124,17 +125,19 @@ def frames_to_make(info: pose.VideoInfo, settings: GenerationSettings) -> int:
 
 
 @user_errors
-def describe_video(driving_video, clip_unit: str, frame_stride: float):
-    """What the uploaded video is, and the clip-length slider fitted to it (the whole video). A file that cannot be
-    used is said here, under the upload, and nowhere else."""
+def describe_video(driving_video, clip_unit: str, frame_stride: float, described: str | None = None):
+    """What the uploaded video is, and the clip-length slider fitted to it (the whole video), and the video described
+    (kept in a State). A file that cannot be used is said here, under the upload, and nowhere else. The Video
+    component reports one upload as two changes, the second after the user may have set the clip length: the
+    slider is fitted only to a video not `described` yet, so the second leaves the user's choice alone."""
     if driving_video is None:
-        return "", gr.update(maximum=NUMBERS["clip_length"].high, value=0)
+        return "", gr.update(maximum=NUMBERS["clip_length"].high, value=0), None
     try:
         check_size(driving_video, "driving video")
         info = pose.probe_video(driving_video)
         LIMITS.check_video(info.duration)
     except ValueError as error:
-        return f"**This video cannot be used.** {without_paths(str(error))}", gr.skip()
+        return f"**This video cannot be used.** {without_paths(str(error))}", gr.skip(), None
     if poses.is_skeleton_video(driving_video):
         kind = "**Skeleton video**: used as it is, no pose extraction (the pose options do not apply)."
     else:
@@ -142,7 +145,8 @@ def describe_video(driving_video, clip_unit: str, frame_stride: float):
     audio = "with audio" if info.has_audio else "no audio"
     size = f"{info.width}×{info.height}"
     text = f"{kind} {info.duration:.1f} s, {info.num_frames} frames at {info.fps:g} fps, {size}, {audio}."
-    return text, clip_slider(info, clip_unit, int(frame_stride))
+    path = str(path_of(driving_video))
+    return text, gr.skip() if path == described else clip_slider(info, clip_unit, int(frame_stride)), path
 
 
 def clip_slider(info: pose.VideoInfo, clip_unit: str, stride: int, value: float | None = None):
@@ -332,6 +336,7 @@ def animate(
     segment_length: float = 77,
     prompt: str = "",
     output_fps: float = 0,
+    quantize: str = "none",
     job_id: str | None = None,
     request: gr.Request = None,
     progress=PROGRESS,
@@ -353,6 +358,7 @@ def animate(
         "segment_frames": check_number("segment_frames", segment_length),
         "prompt": check_text("Prompt", prompt, 500),
         "fps": check_number("output_fps", output_fps),
+        "quantize": check_choice("8-bit weights", quantize, QUANTIZATIONS),
     }
     precision = check_choice("Precision", precision, ["auto", *PRECISIONS])
     memory_mode = check_choice("Memory mode", memory_mode, ["auto", *MEMORY_MODES])
@@ -410,15 +416,15 @@ def generate_on_gpu(job_id, image, conditioning, settings, entry, precision, mem
     device = select_device()
     dtype = engine.dtype(device, precision, entry.path)
     width, height = conditioning.size
-    window = engine.memory_window(settings)
+    window, knob = engine.memory_window(settings), engine.memory_knob(settings)
 
     def choose(sizes: dict[str, int]):
         guided = settings.guidance > 1
-        return choose_memory_mode(memory_mode, sizes, device, window, width, height, dtype, guided)
+        return choose_memory_mode(memory_mode, sizes, device, window, width, height, dtype, guided, knob)
 
     report(0, f"Loading {entry.name} on {device.type}")
     try:
-        pipeline, files, fit = loaded_model.get(entry, device, dtype, choose)
+        pipeline, files, fit = loaded_model.get(entry, device, dtype, choose, settings.quantize)
     except CheckpointError as error:  # a saved pipeline's message says how to repair it; released weights download
         hint = " Download it again in the Models tab." if entry.kind in ("released", "musepose") else ""
         raise ValueError(f"The model {entry.name} could not be loaded. {error}{hint}") from error
@@ -442,7 +448,7 @@ def generate_on_gpu(job_id, image, conditioning, settings, entry, precision, mem
         )
     except torch.cuda.OutOfMemoryError as error:  # nothing was written: export_video writes its file at the end
         torch.cuda.empty_cache()
-        raise ValueError(out_of_memory_message(fit.mode, window, width, height)) from error
+        raise ValueError(out_of_memory_message(fit.mode, window, width, height, knob)) from error
     return result, fit
 
 
@@ -564,6 +570,13 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
                         info="the same duration at another frame rate (trained at 30)",
                         elem_id="output-fps",
                     )
+                    quantize = gr.Radio(
+                        list(QUANTIZATIONS),
+                        value="none",
+                        label="8-bit weights",
+                        info="int8: the transformer in about half the memory (torchao), slightly different frames",
+                        elem_id="quantize",
+                    )
             with gr.Accordion("Advanced", open=False):
                 with gr.Row(visible="context_frames" in first_engine.settings) as window_settings:
                     window_size = slider(
@@ -617,10 +630,11 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
             with gr.Accordion("Recent results (this browser; kept for a day)", open=False):
                 gallery = gr.Gallery(columns=4, height=240, interactive=False, show_label=False, elem_id="recent")
 
-    video_inputs = [driving_video, clip_unit, frame_stride]
+    described = gr.State(None)
+    video_inputs = [driving_video, clip_unit, frame_stride, described]
     driving_video.change(
-        describe_video, video_inputs, [video_info, clip_length], api_name="describe_video", show_progress="hidden",
-        **UI_ONLY,
+        describe_video, video_inputs, [video_info, clip_length, described], api_name="describe_video",
+        show_progress="hidden", **UI_ONLY,
     )  # fmt: skip
     clip_inputs = [driving_video, clip_unit, clip_length, frame_stride]
     clip_unit.change(
@@ -672,6 +686,7 @@ def build(demo: gr.Blocks, tab: gr.Tab) -> None:
         segment_length,
         prompt,
         output_fps,
+        quantize,
     ]
     animate_inputs = [character, driving_video, model, pose_backend, alignment, hands, face, *generation, job_id]
     checked = animate_button.click(

@@ -62,7 +62,11 @@ class AnimateAnyoneEngine:
     def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
         return select_dtype(device, precision, large_model=is_large(folder))
 
-    def load(self, model: ModelEntry | Path, dtype: torch.dtype) -> tuple[AnimateAnyonePipeline, list[Path]]:
+    def load(
+        self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"
+    ) -> tuple[AnimateAnyonePipeline, list[Path]]:
+        if quantize != "none":
+            raise ValueError("8-bit weights are offered for Wan-Animate models only: choose quantize none.")
         return load_pipeline(model, dtype)
 
     def prepare(self, character, driving_video, width, height, settings, poses, progress=None, cancel=None):
@@ -111,6 +115,9 @@ class AnimateAnyoneEngine:
 
     def memory_window(self, settings: GenerationSettings) -> int:
         return settings.context_frames
+
+    def memory_knob(self, settings: GenerationSettings) -> str:
+        return f"the window (now {settings.context_frames} frames; Advanced)"
 
 
 @dataclass

@@ -38,6 +38,7 @@ from animate.checkpoints import CheckpointError
 from animate.device import cpu_has_fast_bf16, select_dtype
 from animate.export import export_video, generation_settings
 from animate.generate import (
+    QUANTIZATIONS,
     GenerationCancelled,
     GenerationResult,
     GenerationSettings,
@@ -83,7 +84,7 @@ class WanAnimateEngine:
     """The `animate.generate.Engine` of Wan-Animate."""
 
     name = "wan-animate"
-    settings = frozenset({"mode", "segment_frames", "prompt", "fps"})
+    settings = frozenset({"mode", "segment_frames", "prompt", "fps", "quantize"})
 
     def defaults(self, folder: Path) -> dict:
         return dict(WAN_DEFAULTS)
@@ -106,8 +107,8 @@ class WanAnimateEngine:
             return torch.bfloat16 if is_large(folder) and cpu_has_fast_bf16() else torch.float32
         return select_dtype(device, precision)
 
-    def load(self, model: ModelEntry | Path, dtype: torch.dtype):
-        return load_wan_pipeline(model, dtype)
+    def load(self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"):
+        return load_wan_pipeline(model, dtype, quantize)
 
     def prepare(self, character, driving_video, width, height, settings, poses, progress=None, cancel=None):
         return prepare_wan(character, driving_video, width, height, settings, poses, progress, cancel)
@@ -147,25 +148,78 @@ class WanAnimateEngine:
         # latents are 4x fewer frames plus the reference frame. A rough match: bench/gpu_wan.py measures the real peak.
         return (settings.segment_frames - 1) // 4 + 2
 
+    def memory_knob(self, settings: GenerationSettings) -> str:
+        knob = f"the segment length (now {settings.segment_frames} frames)"
+        return knob if settings.quantize != "none" else f"{knob} or the weights' precision (8-bit weights: int8)"
 
-def load_wan_pipeline(model: ModelEntry | Path, dtype: torch.dtype):
+
+def load_wan_pipeline(model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"):
     """The pipeline on the CPU: every model in `dtype` but the VAE, which stays in fp32 (diffusers' advice for Wan:
-    its decoder loses detail in half precision). Returns it and its weight files."""
+    its decoder loses detail in half precision); with `quantize="int8"` the transformer's weights in 8 bits
+    (torchao's weight-only int8: 14B parameters in about 17 GB instead of 35). Returns it and its weight files."""
     from diffusers import WanAnimatePipeline  # imported here: only Wan models pay for it
 
+    if quantize not in QUANTIZATIONS:
+        raise ValueError(f"Unknown quantization {quantize!r}: use {' or '.join(QUANTIZATIONS)}.")
     folder = Path(model.path if isinstance(model, ModelEntry) else model)
     if isinstance(model, ModelEntry) and model.missing:
         raise CheckpointError(f"The model {model.name} is not complete. {model.missing}")
     try:
-        pipeline = WanAnimatePipeline.from_pretrained(folder, torch_dtype=dtype, use_safetensors=True)
+        parts = {"transformer": _int8_transformer(folder, dtype)} if quantize == "int8" else {}
+        pipeline = WanAnimatePipeline.from_pretrained(
+            folder, torch_dtype={"default": dtype, "vae": torch.float32}, use_safetensors=True, **parts
+        )
     except (OSError, ValueError) as error:
         raise CheckpointError(
             f"The Wan-Animate model in {folder} is incomplete or does not match its configs ({error}). Download it "
             "again: python -m animate.weights download --only wan_animate"
         ) from error
-    pipeline.vae.to(torch.float32)
+    _check_every_weight_was_loaded(pipeline, folder)
     pipeline.set_progress_bar_config(leave=False)
     return pipeline, sorted(folder.glob("*/*.safetensors"))
+
+
+def _check_every_weight_was_loaded(pipeline, folder: Path) -> None:
+    """Raises CheckpointError naming the weights a model expects and its folder's files lack: diffusers and
+    transformers leave such weights at their random start with a log line, which would make noise, not video.
+    (Reads only the files' headers; a weight tied to one that is present, like UMT5's embeddings, counts.)
+    Not yet run on the released 14B files, whose names diffusers' conversion set: if it ever refuses them wrongly,
+    the message names the weights."""
+    from safetensors import safe_open
+
+    for name, model in pipeline.components.items():
+        if not isinstance(model, torch.nn.Module):
+            continue
+        stored = set()
+        for path in sorted((folder / name).glob("*.safetensors")):
+            with safe_open(path, framework="pt") as file:
+                stored.update(file.keys())
+        # Parameters only: buffers (rotary tables and the like) may be computed at load time rather than stored.
+        parameters = dict(model.named_parameters(remove_duplicate=False))
+        present = {id(parameters[key]) for key in stored if key in parameters}
+        missing = sorted(key for key, tensor in parameters.items() if key not in stored and id(tensor) not in present)
+        if missing:
+            shown = ", ".join(missing[:5]) + (f" and {len(missing) - 5} more" if len(missing) > 5 else "")
+            raise CheckpointError(
+                f"The Wan-Animate model in {folder} lacks {len(missing)} weight(s) of its {name}: {shown}. Its "
+                "files are incomplete or from another model; download it again: "
+                "python -m animate.weights download --only wan_animate"
+            )
+
+
+def _int8_transformer(folder: Path, dtype: torch.dtype):
+    """The transformer with its linear layers' weights in int8 (torchao, through diffusers' quantization config);
+    the computation stays in `dtype`."""
+    from diffusers import TorchAoConfig, WanAnimateTransformer3DModel
+
+    try:
+        from torchao.quantization import Int8WeightOnlyConfig
+    except ImportError as error:
+        raise ValueError("8-bit weights need torchao: pip install torchao==0.18.0 (see requirements.txt).") from error
+    config = TorchAoConfig(Int8WeightOnlyConfig())
+    return WanAnimateTransformer3DModel.from_pretrained(
+        folder, subfolder="transformer", quantization_config=config, torch_dtype=dtype, use_safetensors=True
+    )
 
 
 @dataclass
@@ -551,6 +605,10 @@ def denoise_segments(
         yield pipeline.video_processor.postprocess_video(new, output_type="pt")[0].permute(0, 2, 3, 1)
 
 
+# Settings recorded apart (seed, steps, guidance) or that only Animate Anyone reads.
+IGNORED = ("seed", "steps", "guidance", "context_frames", "context_overlap", "scheduler")
+
+
 def generate_wan(
     pipeline,
     character: np.ndarray,
@@ -579,6 +637,8 @@ def generate_wan(
             done = 0
             for segment in denoise_segments(pipeline, conditioning, settings, seed, progress):
                 for frame in (segment * 255).round().to(torch.uint8).cpu().numpy():
+                    if settings.side_by_side:  # character | pose | result
+                        frame = np.concatenate([conditioning.reference, conditioning.pose_image(done), frame], axis=1)
                     done += 1
                     report(progress, 0.9 + 0.1 * done / count, f"Decoding and writing: frame {done}/{count}")
                     yield frame
@@ -593,7 +653,7 @@ def generate_wan(
             "prompt_used": settings.prompt or DEFAULT_PROMPT,
             "previous_frames": PREVIOUS_FRAMES,
             "warnings": conditioning.warnings,
-            **{key: value for key, value in asdict(settings).items() if key not in ("seed", "steps", "guidance")},
+            **{key: value for key, value in asdict(settings).items() if key not in IGNORED},
         }
         record = generation_settings(
             seed=seed, steps=settings.steps, guidance=settings.guidance, model_files=model_files, extra=extra
