@@ -413,16 +413,29 @@ def list_models(weights_dir: Path = WEIGHTS_DIR, include_incomplete: bool = Fals
 
 
 def _missing_files(weights_dir: Path, groups: list[str]) -> str:
-    lacking = [entry for entry in status(weights_dir, groups) if not entry.usable]
+    entries = status(weights_dir, groups)
+    lacking = [entry for entry in entries if not entry.usable]
     if not lacking:
         return ""
-    size = sum(entry.file.size for entry in lacking)
+    size = _to_download(entries)
     names = ", ".join(entry.file.path for entry in lacking[:3]) + (", ..." if len(lacking) > 3 else "")
     only = " ".join(sorted({entry.group for entry in lacking}))
     return (
         f"{len(lacking)} file(s) missing or incomplete ({_human(size)}): {names}. "
         f"Download them with `python -m animate.weights download --only {only}` or the download button."
     )
+
+
+def _to_download(entries: list[FileStatus]) -> int:
+    """Bytes still to fetch for these status entries. A snapshot group counts the files not named yet too (shards
+    listed by an index that is not downloaded yet): its whole size less what is there."""
+    size = sum(entry.file.size for entry in entries if not entry.usable and not GROUPS[entry.group].snapshot)
+    for name in {entry.group for entry in entries if not entry.usable and GROUPS[entry.group].snapshot}:
+        mine = [entry for entry in entries if entry.group == name]
+        present = sum(entry.file.size for entry in mine if entry.usable)
+        lacking = sum(entry.file.size for entry in mine if not entry.usable)
+        size += max(GROUPS[name].total_size - present, lacking)
+    return size
 
 
 def _pipeline_folder(name: str, kind: str, folder: Path, description: str) -> ModelEntry:
@@ -435,7 +448,7 @@ def _print_status(weights_dir: Path) -> None:
     entries = status(weights_dir)
     for name, group in GROUPS.items():
         mine = [entry for entry in entries if entry.group == name]
-        lacking = sum(entry.file.size for entry in mine if not entry.usable)
+        lacking = _to_download(mine)
         summary = f"{sum(entry.usable for entry in mine)} of {len(mine)} present"
         if lacking:
             summary += f", {_human(lacking)} to download"

@@ -310,7 +310,7 @@ def _text_encoder_index(weights_dir: Path, shards: int) -> list[str]:
 
 def test_wan_animate_is_listed_once_its_files_and_the_shards_its_indexes_name_are_present(tmp_path):
     missing = {model.name: model.missing for model in list_models(tmp_path, include_incomplete=True)}
-    assert missing["wan-animate"].startswith("22 file(s) missing or incomplete")
+    assert missing["wan-animate"].startswith("22 file(s) missing or incomplete (82.30 GB)")  # the shards too
     assert "python -m animate.weights download --only wan_animate" in missing["wan-animate"]
 
     _complete(tmp_path, "wan_animate")
