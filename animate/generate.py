@@ -142,8 +142,10 @@ class Engine(Protocol):
         """The output's (width, height) for a character and a driving video of these (width, height), with the
         short side near `settings.short_side`, in the sizes the model can take."""
 
-    def preview_size(self, character: tuple[int, int], video: tuple[int, int]) -> tuple[int, int]:
-        """The (width, height) the preview draws its conditioning at."""
+    def preview_size(
+        self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings
+    ) -> tuple[int, int]:
+        """The (width, height) the preview draws its conditioning at (in the output's frame)."""
 
     def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
         """The precision a model in `folder` runs in on `device` ("auto" or one of animate.device.PRECISIONS)."""

@@ -137,6 +137,9 @@ def test_animate_mode_keeps_the_characters_frame_and_replace_mode_the_videos(cha
     portrait, landscape = (451, 677), (1280, 720)
     assert wan.output_size(portrait, landscape, GenerationSettings(short_side=96, mode="animate")) == (96, 144)
     assert wan.output_size(portrait, landscape, GenerationSettings(short_side=96, mode="replace")) == (176, 96)
+    # The preview shows the output's frame, at a short side of 512.
+    assert wan.preview_size(portrait, landscape, GenerationSettings(mode="animate")) == (512, 768)
+    assert wan.preview_size(portrait, landscape, GenerationSettings(mode="replace")) == (912, 512)
 
 
 def test_another_frame_rate_resamples_the_same_duration(clip, poses, character):

@@ -259,7 +259,7 @@ def preview(
     image, driving_video, info = load_inputs(character, driving_video)
     engine = engine_for(find_model(model)) if model is not None else AnimateAnyoneEngine()
     settings, note = settings_from(info, options, mode=mode)
-    width, height = engine.preview_size(image.shape[1::-1], (info.width, info.height))
+    width, height = engine.preview_size(image.shape[1::-1], (info.width, info.height), settings)
     LIMITS.check_job(width, height, frames_to_make(info, settings), 512, info.fps)
     job = start_job(request, "preview")
     started, report = time.monotonic(), progress_callback(progress)

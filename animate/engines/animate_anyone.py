@@ -56,7 +56,7 @@ class AnimateAnyoneEngine:
     def output_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
         return output_size(*character, settings.short_side)  # the character's aspect: the reference is not cropped
 
-    def preview_size(self, character: tuple[int, int], video: tuple[int, int]) -> tuple[int, int]:
+    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
         return pose.skeleton_size(*character)  # DWPose's drawing size (short side 512), the limbs' trained widths
 
     def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:

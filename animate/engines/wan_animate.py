@@ -96,8 +96,8 @@ class WanAnimateEngine:
         follows_character = settings.mode == "animate" and settings.align != "none"
         return output_size(*(character if follows_character else video), settings.short_side, multiple=16)
 
-    def preview_size(self, character: tuple[int, int], video: tuple[int, int]) -> tuple[int, int]:
-        return output_size(*video, 512, multiple=16)
+    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
+        return self.output_size(character, video, dataclasses.replace(settings, short_side=512))  # the output's frame
 
     def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
         if precision == "auto" and device.type == "cuda":
