@@ -78,16 +78,17 @@ def is_large(folder: Path) -> bool:
 def weight_sizes(pipeline) -> dict[str, int]:
     """Bytes of each model of the pipeline, as loaded."""
     return {
-        name: sum(_bytes(tensor) for tensor in [*model.parameters(), *model.buffers()])
+        name: sum(tensor_bytes(tensor) for tensor in [*model.parameters(), *model.buffers()])
         for name, model in pipeline.components.items()
         if isinstance(model, torch.nn.Module)
     }
 
 
-def _bytes(tensor: torch.Tensor) -> int:
-    # A torchao-quantized weight reports its original dtype; what it holds is its 8-bit data and scales.
+def tensor_bytes(tensor: torch.Tensor) -> int:
+    """Bytes a tensor holds: for a torchao-quantized weight, which reports its original dtype, its 8-bit data and
+    scales."""
     if hasattr(tensor, "qdata") and hasattr(tensor, "scale"):
-        return _bytes(tensor.qdata) + _bytes(tensor.scale)
+        return tensor_bytes(tensor.qdata) + tensor_bytes(tensor.scale)
     return tensor.numel() * tensor.element_size()
 
 

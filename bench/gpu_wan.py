@@ -18,8 +18,8 @@ Parts; each is guarded, so one that fails prints its error and the others still 
   int8       the same steps with the transformer's linear weights in int8 (torchao weight-only), when torchao imports
   offload    the same steps with the transformer group-offloaded layer by layer (the app's memory mode "lowest")
 
-It imports torch, diffusers (and torchao for int8) and bench/gpu.py's helpers, none of the app's libraries (gradio,
-video or pose), so it runs on a bare GPU machine.
+It imports torch, diffusers (and torchao for int8), bench/gpu.py's helpers and the tiny configs and weight sizes of
+this repository, none of the app's libraries (gradio, video or pose), so it runs on a bare GPU machine.
 Not yet run on a GPU (2026-12-04): the figures in the README are estimates until it is.
 """
 
@@ -40,16 +40,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from gpu import Clock, _gb, guarded, matmul_rate  # noqa: E402 - bench/gpu.py's helpers
 
+from animate.engines.wan_tiny import TINY_TRANSFORMER, TINY_VAE  # noqa: E402
+from animate.memory import tensor_bytes  # noqa: E402
+
 # (width, height, frames, steps, matmul size)
 FULL = {"width": 832, "height": 480, "frames": 77, "steps": 2, "matmul": 8192}
 SMOKE = {"width": 64, "height": 48, "frames": 9, "steps": 2, "matmul": 256}
-# The tiny transformer of animate/engines/wan_tiny.py (repeated: that module's package imports the app's libraries).
-TINY = dict(num_attention_heads=2, attention_head_dim=8, text_dim=16, freq_dim=32, ffn_dim=32, num_layers=2,
-            image_dim=8, rope_max_seq_len=32, motion_encoder_channel_sizes={str(2**p): 8 for p in range(2, 10)},
-            motion_encoder_size=32, motion_style_dim=16, motion_dim=4, motion_encoder_dim=16,
-            face_encoder_hidden_dim=16, face_encoder_num_heads=2, inject_face_latents_blocks=1,
-            motion_encoder_batch_size=4)  # fmt: skip
-TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
 
 
 def build(smoke: bool, device: torch.device):
@@ -59,7 +55,7 @@ def build(smoke: bool, device: torch.device):
     start = time.perf_counter()
     torch.manual_seed(0)
     with torch.device(device):
-        transformer = WanAnimateTransformer3DModel(**(TINY if smoke else {})).to(torch.bfloat16).eval()
+        transformer = WanAnimateTransformer3DModel(**(TINY_TRANSFORMER if smoke else {})).to(torch.bfloat16).eval()
         vae = AutoencoderKLWan(**(TINY_VAE if smoke else {})).eval()
     # As from_pretrained(torch_dtype=bf16) leaves it: the norms, time embedding, modulation and rope stay in fp32.
     keep = set(transformer._keep_in_fp32_modules or ())
@@ -109,12 +105,7 @@ def step_flops(transformer, inputs: dict) -> int:
 
 
 def weights_gb(module: torch.nn.Module) -> float:
-    def size(tensor: torch.Tensor) -> int:  # a torchao weight holds 8-bit data and its scales
-        if hasattr(tensor, "qdata") and hasattr(tensor, "scale"):
-            return size(tensor.qdata) + size(tensor.scale)
-        return tensor.numel() * tensor.element_size()
-
-    return sum(size(tensor) for tensor in module.parameters()) / 2**30
+    return sum(tensor_bytes(tensor) for tensor in module.parameters()) / 2**30
 
 
 def part_resident(transformer, vae, sizes: dict, device: torch.device, clock: Clock) -> dict:

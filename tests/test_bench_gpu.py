@@ -13,15 +13,21 @@ RUN = f"""
 import runpy, sys
 for name in {ABSENT!r}:
     sys.modules[name] = None
-sys.argv = ["bench/gpu.py", "--cpu-smoke", "--out", sys.argv[1]]
-runpy.run_path("bench/gpu.py", run_name="__main__")
+script = sys.argv[1]
+sys.argv = [script, "--cpu-smoke", "--out", sys.argv[2]]
+runpy.run_path(script, run_name="__main__")
 """
 
 
-def test_the_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
+def run_smoke(script: str, out) -> subprocess.CompletedProcess:
+    """`script --cpu-smoke --out OUT` in a process where none of ABSENT imports."""
+    return subprocess.run(
+        [sys.executable, "-c", RUN, script, str(out)], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
+
+
+def test_the_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path):
+    done = run_smoke("bench/gpu.py", tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu.json").read_text())
     assert report["errors"] == {}

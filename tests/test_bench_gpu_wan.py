@@ -2,26 +2,12 @@
 importable (as on a bare GPU machine with only torch, diffusers and torchao)."""
 
 import json
-import subprocess
-import sys
 
-from test_bench_gpu import ABSENT
-
-from conftest import ROOT
-
-RUN = f"""
-import runpy, sys
-for name in {ABSENT!r}:
-    sys.modules[name] = None
-sys.argv = ["bench/gpu_wan.py", "--cpu-smoke", "--out", sys.argv[1]]
-runpy.run_path("bench/gpu_wan.py", run_name="__main__")
-"""
+from test_bench_gpu import run_smoke
 
 
 def test_the_wan_gpu_benchmark_runs_every_part_on_the_cpu(tmp_path):
-    done = subprocess.run(
-        [sys.executable, "-c", RUN, str(tmp_path)], cwd=ROOT, capture_output=True, text=True, timeout=600
-    )
+    done = run_smoke("bench/gpu_wan.py", tmp_path)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     report = json.loads((tmp_path / "gpu_wan.json").read_text())
     assert report["errors"] == {}

@@ -253,7 +253,7 @@ def test_int8_weights_take_less_memory_and_give_nearly_the_same_frames(wan_folde
     """torchao's weight-only int8 on the transformer, in every memory mode (here on the CPU, where the hooks run)."""
     from torchao.quantization import Int8Tensor
 
-    from animate.memory import _bytes, weight_sizes
+    from animate.memory import tensor_bytes, weight_sizes
 
     chosen = settings(max_frames=5, segment_frames=5, steps=2)
     conditioning, _ = prepare_wan(character, clip, 64, 96, chosen, poses)
@@ -265,7 +265,7 @@ def test_int8_weights_take_less_memory_and_give_nearly_the_same_frames(wan_folde
     # The tiny model is mostly norms and convolutions; in the 14B one the linear layers are nearly everything.
     assert sizes[1]["transformer"] < 0.9 * sizes[0]["transformer"] and sizes[1]["vae"] == sizes[0]["vae"]
     linear = [
-        sum(_bytes(module.weight) for module in pipe.transformer.modules() if isinstance(module, torch.nn.Linear))
+        sum(tensor_bytes(module.weight) for module in pipe.transformer.modules() if isinstance(module, torch.nn.Linear))
         for pipe in (plain, quantized)
     ]
     assert linear[1] < 0.7 * linear[0]  # 1 byte a weight and a scale per row (rows of 8 to 32 here; 5120 in 14B)

@@ -44,82 +44,6 @@ from animate.weights import WEIGHTS_DIR, ModelEntry
 SCHEDULERS = {"ddim": DDIMScheduler, "dpm++": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
 
 
-class AnimateAnyoneEngine:
-    """The `animate.generate.Engine` of the Animate Anyone family."""
-
-    name = "animate-anyone"
-    settings = frozenset({"context_frames", "context_overlap", "scheduler"})
-
-    def defaults(self, folder: Path) -> dict:
-        return dict(RELEASED_DEFAULTS)
-
-    def output_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
-        return output_size(*character, settings.short_side)  # the character's aspect: the reference is not cropped
-
-    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
-        return pose.skeleton_size(*character)  # DWPose's drawing size (short side 512), the limbs' trained widths
-
-    def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
-        return select_dtype(device, precision, large_model=is_large(folder))
-
-    def load(
-        self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"
-    ) -> tuple[AnimateAnyonePipeline, list[Path]]:
-        if quantize != "none":
-            raise ValueError("8-bit weights are offered for Wan-Animate models only: choose quantize none.")
-        return load_pipeline(model, dtype)
-
-    def prepare(self, character, driving_video, width, height, settings, poses, progress=None, cancel=None):
-        """The skeleton frames (`Skeletons`), with the slow pose extraction cached in `poses`."""
-        if poses.is_skeleton_video(driving_video):
-            skeletons = prepare_skeletons(
-                character, driving_video, width, height, settings, progress, cancel, poses.weights_dir
-            )
-            return skeletons, False
-        sequence, reused = poses.driving_poses(driving_video, settings, extraction_progress(progress, cancel))
-        backend = sequence.backend or settings.backend
-        character_pose = poses.character_pose(character, backend, settings.hands, settings.face)
-        fitted = fit_to_character(character, sequence, width, height, settings, character_pose, poses.weights_dir)
-        return fitted, reused
-
-    def preview(self, character, conditioning, folder, progress=None, cancel=None):
-        video, overlay = write_preview(character, conditioning, folder, progress, cancel)
-        return video, overlay, []
-
-    def generate(
-        self,
-        pipeline,
-        character,
-        conditioning,
-        output,
-        settings,
-        *,
-        driving_video=None,
-        model_name="",
-        model_files=(),
-        progress=None,
-        cancel=None,
-    ) -> GenerationResult:
-        return generate_video(
-            pipeline,
-            character,
-            conditioning,
-            output,
-            settings,
-            driving_video=driving_video,
-            model_name=model_name,
-            model_files=model_files,
-            progress=progress,
-            cancel=cancel,
-        )
-
-    def memory_window(self, settings: GenerationSettings) -> int:
-        return settings.context_frames
-
-    def memory_knob(self, settings: GenerationSettings) -> str:
-        return f"the window (now {settings.context_frames} frames; Advanced)"
-
-
 @dataclass
 class Skeletons:
     frames: Sequence[np.ndarray]  # (height, width, 3) uint8 skeleton images, possibly drawn on demand
@@ -388,3 +312,54 @@ def write_preview(
                     f"Drawing the skeleton video: frame {done}/{len(frames)}, about {left:.0f} s left",
                 )
     return path, overlay
+
+
+class AnimateAnyoneEngine:
+    """The `animate.generate.Engine` of the Animate Anyone family."""
+
+    name = "animate-anyone"
+    settings = frozenset({"context_frames", "context_overlap", "scheduler"})
+
+    def defaults(self, folder: Path) -> dict:
+        return dict(RELEASED_DEFAULTS)
+
+    def output_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
+        return output_size(*character, settings.short_side)  # the character's aspect: the reference is not cropped
+
+    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
+        return pose.skeleton_size(*character)  # DWPose's drawing size (short side 512), the limbs' trained widths
+
+    def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
+        return select_dtype(device, precision, large_model=is_large(folder))
+
+    def load(
+        self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"
+    ) -> tuple[AnimateAnyonePipeline, list[Path]]:
+        if quantize != "none":
+            raise ValueError("8-bit weights are offered for Wan-Animate models only: choose quantize none.")
+        return load_pipeline(model, dtype)
+
+    def prepare(self, character, driving_video, width, height, settings, poses, progress=None, cancel=None):
+        """The skeleton frames (`Skeletons`), with the slow pose extraction cached in `poses`."""
+        if poses.is_skeleton_video(driving_video):
+            skeletons = prepare_skeletons(
+                character, driving_video, width, height, settings, progress, cancel, poses.weights_dir
+            )
+            return skeletons, False
+        sequence, reused = poses.driving_poses(driving_video, settings, extraction_progress(progress, cancel))
+        backend = sequence.backend or settings.backend
+        character_pose = poses.character_pose(character, backend, settings.hands, settings.face)
+        fitted = fit_to_character(character, sequence, width, height, settings, character_pose, poses.weights_dir)
+        return fitted, reused
+
+    def preview(self, character, conditioning, folder, progress=None, cancel=None):
+        video, overlay = write_preview(character, conditioning, folder, progress, cancel)
+        return video, overlay, []
+
+    generate = staticmethod(generate_video)
+
+    def memory_window(self, settings: GenerationSettings) -> int:
+        return settings.context_frames
+
+    def memory_knob(self, settings: GenerationSettings) -> str:
+        return f"the window (now {settings.context_frames} frames; Advanced)"

@@ -80,79 +80,6 @@ WAN_DEFAULTS = {
 }
 
 
-class WanAnimateEngine:
-    """The `animate.generate.Engine` of Wan-Animate."""
-
-    name = "wan-animate"
-    settings = frozenset({"mode", "segment_frames", "prompt", "fps", "quantize"})
-
-    def defaults(self, folder: Path) -> dict:
-        return dict(WAN_DEFAULTS)
-
-    def output_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
-        """Retargeted poses live in the character's frame (the official canvas is the reference image), so animate
-        mode keeps the character's aspect; replace mode and unaligned poses keep the driving video's. Sides are
-        multiples of 16 (the VAE's 8 times the transformer's 2x2 patches)."""
-        follows_character = settings.mode == "animate" and settings.align != "none"
-        return output_size(*(character if follows_character else video), settings.short_side, multiple=16)
-
-    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
-        return self.output_size(character, video, dataclasses.replace(settings, short_side=512))  # the output's frame
-
-    def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
-        if precision == "auto" and device.type == "cuda":
-            # bf16, as the weights are meant to run (fp16 overflows in Wan's attention); Ampere or newer.
-            return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
-        if precision == "auto" and device.type == "cpu":
-            return torch.bfloat16 if is_large(folder) and cpu_has_fast_bf16() else torch.float32
-        return select_dtype(device, precision)
-
-    def load(self, model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"):
-        return load_wan_pipeline(model, dtype, quantize)
-
-    def prepare(self, character, driving_video, width, height, settings, poses, progress=None, cancel=None):
-        return prepare_wan(character, driving_video, width, height, settings, poses, progress, cancel)
-
-    def preview(self, character, conditioning, folder, progress=None, cancel=None):
-        return write_wan_preview(character, conditioning, folder, progress, cancel)
-
-    def generate(
-        self,
-        pipeline,
-        character,
-        conditioning,
-        output,
-        settings,
-        *,
-        driving_video=None,
-        model_name="",
-        model_files=(),
-        progress=None,
-        cancel=None,
-    ) -> GenerationResult:
-        return generate_wan(
-            pipeline,
-            character,
-            conditioning,
-            output,
-            settings,
-            driving_video=driving_video,
-            model_name=model_name,
-            model_files=model_files,
-            progress=progress,
-            cancel=cancel,
-        )
-
-    def memory_window(self, settings: GenerationSettings) -> int:
-        # animate.memory's activation estimate counts SD 1.5 latent frames (8x smaller per side); a Wan segment's
-        # latents are 4x fewer frames plus the reference frame. A rough match: bench/gpu_wan.py measures the real peak.
-        return (settings.segment_frames - 1) // 4 + 2
-
-    def memory_knob(self, settings: GenerationSettings) -> str:
-        knob = f"the segment length (now {settings.segment_frames} frames)"
-        return knob if settings.quantize != "none" else f"{knob} or the weights' precision (8-bit weights: int8)"
-
-
 def load_wan_pipeline(model: ModelEntry | Path, dtype: torch.dtype, quantize: str = "none"):
     """The pipeline on the CPU: every model in `dtype` but the VAE, which stays in fp32 (diffusers' advice for Wan:
     its decoder loses detail in half precision); with `quantize="int8"` the transformer's weights in 8 bits
@@ -661,3 +588,46 @@ def generate_wan(
         path = export_video(frames(), output, settings=record, driving_video=driving_video, fps=conditioning.fps)
     report(progress, 1.0, f"Done: {count} frames in {time.monotonic() - started:.0f} s")
     return GenerationResult(path, seed, count, conditioning.fps, list(conditioning.warnings), record)
+
+
+class WanAnimateEngine:
+    """The `animate.generate.Engine` of Wan-Animate."""
+
+    name = "wan-animate"
+    settings = frozenset({"mode", "segment_frames", "prompt", "fps", "quantize"})
+
+    def defaults(self, folder: Path) -> dict:
+        return dict(WAN_DEFAULTS)
+
+    def output_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
+        """Retargeted poses live in the character's frame (the official canvas is the reference image), so animate
+        mode keeps the character's aspect; replace mode and unaligned poses keep the driving video's. Sides are
+        multiples of 16 (the VAE's 8 times the transformer's 2x2 patches)."""
+        follows_character = settings.mode == "animate" and settings.align != "none"
+        return output_size(*(character if follows_character else video), settings.short_side, multiple=16)
+
+    def preview_size(self, character: tuple[int, int], video: tuple[int, int], settings: GenerationSettings):
+        return self.output_size(character, video, dataclasses.replace(settings, short_side=512))  # the output's frame
+
+    def dtype(self, device: torch.device, precision: str, folder: Path) -> torch.dtype:
+        if precision == "auto" and device.type == "cuda":
+            # bf16, as the weights are meant to run (fp16 overflows in Wan's attention); Ampere or newer.
+            return torch.bfloat16 if torch.cuda.get_device_capability(device)[0] >= 8 else torch.float16
+        if precision == "auto" and device.type == "cpu":
+            return torch.bfloat16 if is_large(folder) and cpu_has_fast_bf16() else torch.float32
+        return select_dtype(device, precision)
+
+    # The rest of the interface is this module's functions.
+    load = staticmethod(load_wan_pipeline)
+    prepare = staticmethod(prepare_wan)
+    preview = staticmethod(write_wan_preview)
+    generate = staticmethod(generate_wan)
+
+    def memory_window(self, settings: GenerationSettings) -> int:
+        # animate.memory's activation estimate counts SD 1.5 latent frames (8x smaller per side); a Wan segment's
+        # latents are 4x fewer frames plus the reference frame. A rough match: bench/gpu_wan.py measures the real peak.
+        return (settings.segment_frames - 1) // 4 + 2
+
+    def memory_knob(self, settings: GenerationSettings) -> str:
+        knob = f"the segment length (now {settings.segment_frames} frames)"
+        return knob if settings.quantize != "none" else f"{knob} or the weights' precision (8-bit weights: int8)"

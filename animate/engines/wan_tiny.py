@@ -17,9 +17,16 @@ from pathlib import Path
 
 import torch
 
-from animate.generate import DEFAULTS_FILE
-
 MOTION_ENCODER_SIZE = 32  # the face crops' size the tiny motion encoder takes (the real one takes 512)
+# The tiny transformer and VAE (bench/gpu_wan.py --cpu-smoke builds them too).
+TINY_TRANSFORMER = dict(
+    num_attention_heads=2, attention_head_dim=8, in_channels=36, latent_channels=16, out_channels=16, text_dim=16,
+    freq_dim=32, ffn_dim=32, num_layers=2, image_dim=8, rope_max_seq_len=32,
+    motion_encoder_channel_sizes={str(2**power): 8 for power in range(2, 10)},
+    motion_encoder_size=MOTION_ENCODER_SIZE, motion_style_dim=16, motion_dim=4, motion_encoder_dim=16,
+    face_encoder_hidden_dim=16, face_encoder_num_heads=2, inject_face_latents_blocks=1, motion_encoder_batch_size=4,
+)  # fmt: skip
+TINY_VAE = dict(base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True])
 
 
 def build_tiny_wan(seed: int = 0):
@@ -35,31 +42,8 @@ def build_tiny_wan(seed: int = 0):
     )
 
     torch.manual_seed(seed)
-    transformer = WanAnimateTransformer3DModel(
-        num_attention_heads=2,
-        attention_head_dim=8,
-        in_channels=36,
-        latent_channels=16,
-        out_channels=16,
-        text_dim=16,
-        freq_dim=32,
-        ffn_dim=32,
-        num_layers=2,
-        image_dim=8,
-        rope_max_seq_len=32,
-        motion_encoder_channel_sizes={str(2**power): 8 for power in range(2, 10)},
-        motion_encoder_size=MOTION_ENCODER_SIZE,
-        motion_style_dim=16,
-        motion_dim=4,
-        motion_encoder_dim=16,
-        face_encoder_hidden_dim=16,
-        face_encoder_num_heads=2,
-        inject_face_latents_blocks=1,
-        motion_encoder_batch_size=4,
-    )
-    vae = AutoencoderKLWan(
-        base_dim=8, z_dim=16, dim_mult=[1, 1, 1, 1], num_res_blocks=1, temperal_downsample=[False, True, True]
-    )
+    transformer = WanAnimateTransformer3DModel(**TINY_TRANSFORMER)
+    vae = AutoencoderKLWan(**TINY_VAE)
     text_encoder = UMT5EncoderModel(
         UMT5Config(vocab_size=64, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2,
                    relative_attention_num_buckets=8)
@@ -101,6 +85,8 @@ TINY_DEFAULTS = {"short_side": 96, "steps": 4, "segment_frames": 17}
 
 
 def save_tiny_wan(folder: Path) -> Path:
+    from animate.generate import DEFAULTS_FILE  # here: the module's configs import nothing of the app
+
     build_tiny_wan().save_pretrained(folder)
     (folder / DEFAULTS_FILE).write_text(json.dumps(TINY_DEFAULTS, indent=2) + "\n")
     return folder
